@@ -56,28 +56,35 @@ class Function:
     def apply(cls, *args, **kwargs):
         ctx = object.__new__(cls)
         arrays = []
-        needs = []
         track = False
         for a in args:
             if isinstance(a, Tensor):
                 arrays.append(a.data)
-                needs.append(a.requires_grad)
-                track = track or a.requires_grad
+                if a.requires_grad:
+                    track = True
             else:
                 arrays.append(a)
-                needs.append(False)
-        track = track and engine.grad_mode.enabled
-        ctx.needs_input_grad = tuple(needs) if track else (False,) * len(needs)
+        if track and engine.grad_mode.enabled:
+            edges = []
+            needs = []
+            for a in args:
+                if isinstance(a, Tensor) and a.requires_grad:
+                    edges.append((a._ctx, a._out_idx) if a._ctx is not None else (a, -1))
+                    needs.append(True)
+                else:
+                    edges.append(None)
+                    needs.append(False)
+            ctx.needs_input_grad = tuple(needs)
+        else:
+            track = False
+            ctx.needs_input_grad = _NO_GRAD[len(args)] if len(args) < 8 else (False,) * len(args)
         ctx.saved = ()
         out = ctx.forward(*arrays, **kwargs)
         if not track:
             if type(out) is tuple:
                 return tuple(Tensor._wrap(o) for o in out)
             return Tensor._wrap(out)
-
-        ctx.next_edges = tuple(
-            (a._edge() if (isinstance(a, Tensor) and a.requires_grad) else None) for a in args
-        )
+        ctx.next_edges = tuple(edges)
         ctx.freed = False
         ctx.hooks = None
         if type(out) is tuple:
@@ -85,3 +92,6 @@ class Function:
             return tuple(Tensor._wrap_output(o, ctx, i) for i, o in enumerate(out))
         ctx.out_meta = ((out.shape, out.dtype),)
         return Tensor._wrap_output(out, ctx, 0)
+
+
+_NO_GRAD = [(False,) * n for n in range(8)]

@@ -28,6 +28,14 @@ def promote_pair(a, b):
     scalars become Python scalars; an integer tensor meeting a float scalar or a float tensor is
     cast to the float dtype (torch gives float32 for ``int_tensor * 2.5``; NumPy would give float64).
     """
+    # fast paths: two tensors of one dtype, or a float tensor and a Python number
+    ta, tb = type(a), type(b)
+    if ta is Tensor:
+        if tb is Tensor:
+            if a.data.dtype == b.data.dtype:
+                return a, b
+        elif (tb is float or tb is int) and a.data.dtype.kind in "fc":
+            return a, b
     if hasattr(a, "dtype") and not isinstance(a, Tensor) and getattr(a, "ndim", 1) == 0:
         a = a.item()
     if hasattr(b, "dtype") and not isinstance(b, Tensor) and getattr(b, "ndim", 1) == 0:
