@@ -357,6 +357,15 @@ class Tensor:
     def masked_fill_(self, mask, value):
         return self._inplace("masked_fill_", F.masked_fill, mask, value)
 
+    def index_put_(self, indices, values, accumulate=False):
+        return self._inplace("index_put_", F.index_put, indices, values, accumulate=accumulate)
+
+    def scatter_(self, dim, index, src=None, *, value=None):
+        return self._inplace("scatter_", F.scatter, dim, index, src, value=value)
+
+    def scatter_add_(self, dim, index, src):
+        return self._inplace("scatter_add_", F.scatter_add, dim, index, src)
+
     def fill_(self, value):
         return self._inplace("fill_", lambda t, v: F.full_like(t, v) if not isinstance(v, Tensor)
                              else F.expand(v.to(t.dtype), t.shape), value)
@@ -584,7 +593,7 @@ round trunc eq ne lt le gt ge logical_and logical_or logical_not logical_xor isn
 sum mean prod max min amax amin var std norm logsumexp argmax argmin cumsum cumprod all any
 matmul mm bmm dot outer flatten unflatten transpose swapaxes squeeze unsqueeze broadcast_to
 split chunk flip roll gather scatter scatter_add index_select masked_fill sort argsort topk softmax
-log_softmax movedim narrow diagonal triu tril
+log_softmax movedim narrow diagonal triu tril nonzero masked_select index_put
 """.split()
 
 
