@@ -180,8 +180,8 @@ def test_gradcheck(case):
         it = iter(xs)
         new = []
         for a in args:
-            if isinstance(a, list) and a and any(e in flat_leaves for e in a):
-                new.append([next(it) if e in flat_leaves else e for e in a])
+            if isinstance(a, list) and a and any(any(e is f for f in flat_leaves) for e in a):
+                new.append([next(it) if any(e is f for f in flat_leaves) else e for e in a])
             elif isinstance(a, shendu.Tensor) and any(a is leaf for leaf in flat_leaves):
                 new.append(next(it))
             else:

@@ -44,7 +44,7 @@ def _as_array(data, dtype=None):
         arr = data
     else:
         arr = np.asarray(data)
-        if arr.dtype == np.float64 and not isinstance(data, np.generic):
+        if arr.dtype == np.float64 and dtype is None and not isinstance(data, np.generic):
             arr = arr.astype(backend.get_default_dtype())
         elif arr.dtype.kind == "i" and arr.dtype != np.int64:
             arr = arr.astype(np.int64)
@@ -593,7 +593,7 @@ round trunc eq ne lt le gt ge logical_and logical_or logical_not logical_xor isn
 sum mean prod max min amax amin var std norm logsumexp argmax argmin cumsum cumprod all any
 matmul mm bmm dot outer flatten unflatten transpose swapaxes squeeze unsqueeze broadcast_to
 split chunk flip roll gather scatter scatter_add index_select masked_fill sort argsort topk softmax
-log_softmax movedim narrow diagonal triu tril nonzero masked_select index_put
+log_softmax movedim narrow diagonal triu tril nonzero masked_select index_put trace diag
 """.split()
 
 
