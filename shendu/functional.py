@@ -11,6 +11,7 @@ from shendu.ops.dropout import *  # noqa: F401,F403
 from shendu.ops.elementwise import *  # noqa: F401,F403
 from shendu.ops.indexing import *  # noqa: F401,F403
 from shendu.ops.linalg import *  # noqa: F401,F403
+from shendu.ops.linear import *  # noqa: F401,F403
 from shendu.ops.loss import *  # noqa: F401,F403
 from shendu.ops.normalization import *  # noqa: F401,F403
 from shendu.ops.pooling import *  # noqa: F401,F403

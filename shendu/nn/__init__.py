@@ -4,7 +4,7 @@
 """
 
 from shendu.nn import functional  # noqa: F401
-from shendu.nn import init  # noqa: F401
+from shendu.nn import init, utils  # noqa: F401
 from shendu.nn.activation import *  # noqa: F401,F403
 from shendu.nn.containers import *  # noqa: F401,F403
 from shendu.nn.conv import *  # noqa: F401,F403

@@ -20,7 +20,7 @@ from typing import Callable
 
 import numpy as np
 
-FAMILIES = ["elementwise", "reduce", "shape", "indexing", "linalg", "activation", "loss", "dropout", "conv",
+FAMILIES = ["elementwise", "reduce", "shape", "indexing", "linalg", "linear", "activation", "loss", "dropout", "conv",
             "pooling", "normalization"]
 
 
