@@ -1,0 +1,1 @@
+"""Data: datasets and loading."""
