@@ -1,0 +1,268 @@
+"""Array kernels for pooling (no autograd): window geometry, max/avg pooling forward and backward,
+pooling over variable bins (adaptive and fractional), and separable resampling matrices.
+
+Every kernel works on planes: ``x`` of shape ``(P, H, W)`` where ``P`` gathers all leading dims
+(batch, channels), so 1-d pooling is 2-d pooling with ``H = 1``. Indices are flat within a plane
+(``h * W + w``), as torch's ``return_indices``.
+
+Max pooling has two implementations that give identical results:
+
+- the NumPy reference (a loop over the ``kh * kw`` kernel offsets on strided views, a running
+  max/argmax, ``bincount`` scatter for backward, and a reshape fast path for ``k == stride``);
+- a numba kernel (one pass, planes spread over the cores), used when numba is importable because
+  NumPy's offset loop costs ~9 full passes for a 3x3 window and cannot get close to torch.
+  Set ``USE_NUMBA = False`` to force the reference (the tests compare both).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+__all__ = ["out_size", "max_pool2d_forward", "max_pool2d_backward", "avg_pool2d_forward",
+           "avg_pool2d_backward", "adaptive_bins", "bin_max_forward", "scatter_planes",
+           "resample_matrix", "USE_NUMBA"]
+
+try:  # numba is the accepted escape hatch for the hot max-pool loops; NumPy remains the reference
+    import numba
+
+    USE_NUMBA = True
+except ImportError:  # pragma: no cover - numba is installed where shendu is tested
+    numba = None
+    USE_NUMBA = False
+
+
+def out_size(L: int, k: int, s: int, p: int, d: int = 1, ceil_mode: bool = False) -> int:
+    """Pooled length: ``floor_or_ceil((L + 2p - d(k-1) - 1) / s) + 1``; in ceil mode the last window
+    is dropped when it would start in the right padding (torch's rule)."""
+    span = L + 2 * p - d * (k - 1) - 1
+    n = (-(-span // s) if ceil_mode else span // s) + 1
+    if ceil_mode and (n - 1) * s >= L + p:
+        n -= 1
+    return n
+
+
+# ------------------------------------------------------------------------------------------- max pool
+def _padded(x, ph, pw, Hp, Wp, fill):
+    """``x`` (P, H, W) placed at (ph, pw) in a (P, Hp, Wp) array of ``fill``; no copy when not needed."""
+    P, H, W = x.shape
+    if ph == 0 and pw == 0 and Hp <= H and Wp <= W:
+        return x
+    out = np.full((P, max(Hp, H + ph), max(Wp, W + pw)), fill, dtype=x.dtype)
+    out[:, ph:ph + H, pw:pw + W] = x
+    return out
+
+
+def _offset_view(xp, u, v, sh, sw, OH, OW):
+    """The input values read by kernel offset (u, v) (already multiplied by dilation) for every output."""
+    return xp[:, u:u + sh * (OH - 1) + 1:sh, v:v + sw * (OW - 1) + 1:sw]
+
+
+def max_pool2d_numpy(x, k, s, p, d, out):
+    """Reference max pooling: ``(y, idx)`` with the first maximum winning ties and NaN propagating."""
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw), (OH, OW) = k, s, p, d, out
+    P, H, W = x.shape
+    if (kh, kw) == (sh, sw) and p == (0, 0) and d == (1, 1) and OH * kh <= H and OW * kw <= W:
+        # non-overlapping windows inside the input: one reshape
+        r = x[:, :OH * kh, :OW * kw].reshape(P, OH, kh, OW, kw).transpose(0, 1, 3, 2, 4).reshape(P, OH, OW, -1)
+        a = r.argmax(-1)
+        y = np.take_along_axis(r, a[..., None], -1)[..., 0]
+        u, v = np.divmod(a, kw)
+    else:
+        xp = _padded(x, ph, pw, (OH - 1) * sh + (kh - 1) * dh + 1, (OW - 1) * sw + (kw - 1) * dw + 1, -np.inf)
+        y = a = None
+        for ku in range(kh):
+            for kv in range(kw):
+                val = _offset_view(xp, ku * dh, kv * dw, sh, sw, OH, OW)
+                if y is None:
+                    y, a = val.copy(), np.zeros(val.shape, np.int64)
+                    continue
+                better = (val > y) | np.isnan(val)
+                np.copyto(y, val, where=better)
+                a[better] = ku * kw + kv
+        u, v = np.divmod(a, kw)
+    rows = np.arange(OH)[:, None] * sh - ph + u * dh
+    cols = np.arange(OW)[None, :] * sw - pw + v * dw
+    return y, rows * W + cols
+
+
+if numba is not None:
+    @numba.njit(parallel=True, cache=True, nogil=True)
+    def _max_pool2d_numba(x, kh, kw, sh, sw, ph, pw, dh, dw, y, idx):  # pragma: no cover - compiled
+        P, H, W = x.shape
+        OH, OW = y.shape[1], y.shape[2]
+        for p in numba.prange(P):
+            for i in range(OH):
+                h0 = i * sh - ph
+                for j in range(OW):
+                    w0 = j * sw - pw
+                    best = -np.inf
+                    bi = -1
+                    for u in range(kh):
+                        h = h0 + u * dh
+                        if h < 0 or h >= H:
+                            continue
+                        for v in range(kw):
+                            w = w0 + v * dw
+                            if w < 0 or w >= W:
+                                continue
+                            val = x[p, h, w]
+                            if val > best or np.isnan(val):
+                                best = val
+                                bi = h * W + w
+                    y[p, i, j] = best
+                    idx[p, i, j] = bi
+
+    @numba.njit(parallel=True, cache=True, nogil=True)
+    def _scatter_numba(g, idx, out):  # pragma: no cover - compiled
+        for p in numba.prange(g.shape[0]):
+            for q in range(g.shape[1]):
+                out[p, idx[p, q]] += g[p, q]
+
+
+def max_pool2d_forward(x, k, s, p, d, out):
+    """Max pooling of planes ``x`` (P, H, W) to ``out`` = (OH, OW): ``(y, idx)``, idx flat per plane."""
+    if USE_NUMBA and x.dtype in (np.float32, np.float64):
+        x = np.ascontiguousarray(x)
+        y = np.empty((x.shape[0],) + tuple(out), x.dtype)
+        idx = np.empty(y.shape, np.int64)
+        _max_pool2d_numba(x, *k, *s, *p, *d, y, idx)
+        return y, idx
+    return max_pool2d_numpy(x, k, s, p, d, out)
+
+
+def scatter_planes(g, idx, plane_size: int):
+    """``out[p, idx[p, q]] += g[p, q]`` for planes of ``plane_size`` elements: ``(P, plane_size)``."""
+    P = g.shape[0]
+    g = g.reshape(P, -1)
+    idx = idx.reshape(P, -1)
+    if USE_NUMBA and g.dtype in (np.float32, np.float64):
+        out = np.zeros((P, plane_size), g.dtype)
+        _scatter_numba(np.ascontiguousarray(g), np.ascontiguousarray(idx), out)
+        return out
+    flat = (idx + (np.arange(P) * plane_size)[:, None]).ravel()
+    return np.bincount(flat, weights=g.ravel(), minlength=P * plane_size).reshape(P, plane_size).astype(
+        g.dtype, copy=False)
+
+
+def max_pool2d_backward(gy, idx, H: int, W: int):
+    """Gradient of max pooling: each output gradient goes to its arg-max (accumulating overlaps)."""
+    return scatter_planes(gy, idx, H * W).reshape(gy.shape[0], H, W)
+
+
+# ------------------------------------------------------------------------------------------- avg pool
+def _avg_counts(L, O, k, s, p, count_include_pad):
+    start = np.arange(O) * s - p
+    end = np.minimum(start + k, L + p)
+    if count_include_pad:
+        return end - start
+    return np.minimum(end, L) - np.maximum(start, 0)
+
+
+def avg_divisor(H, W, out, k, s, p, count_include_pad, divisor_override, dtype):
+    """(OH, OW) divisors as torch: window size clipped to input+padding (or to the input alone)."""
+    if divisor_override is not None:
+        return np.full(out, divisor_override, dtype)
+    ch = _avg_counts(H, out[0], k[0], s[0], p[0], count_include_pad)
+    cw = _avg_counts(W, out[1], k[1], s[1], p[1], count_include_pad)
+    return np.outer(ch, cw).astype(dtype)
+
+
+def avg_pool2d_forward(x, k, s, p, out, div):
+    (kh, kw), (sh, sw), (ph, pw), (OH, OW) = k, s, p, out
+    xp = _padded(x, ph, pw, (OH - 1) * sh + kh, (OW - 1) * sw + kw, 0)
+    acc = None
+    for u in range(kh):
+        for v in range(kw):
+            val = _offset_view(xp, u, v, sh, sw, OH, OW)
+            acc = val.copy() if acc is None else np.add(acc, val, out=acc)
+    acc /= div
+    return acc
+
+
+def avg_pool2d_backward(gy, H, W, k, s, p, div):
+    (kh, kw), (sh, sw), (ph, pw) = k, s, p
+    P, OH, OW = gy.shape
+    g = gy / div
+    gxp = np.zeros((P, max((OH - 1) * sh + kh, H + ph), max((OW - 1) * sw + kw, W + pw)), gy.dtype)
+    for u in range(kh):
+        for v in range(kw):
+            _offset_view(gxp, u, v, sh, sw, OH, OW)[...] += g
+    return gxp[:, ph:ph + H, pw:pw + W]
+
+
+# ------------------------------------------------------------------------------- bins (adaptive, FMP)
+def adaptive_bins(L: int, O: int):
+    """torch's adaptive bins: ``[floor(i L / O), ceil((i + 1) L / O))`` for i < O."""
+    i = np.arange(O)
+    return (i * L) // O, -((-(i + 1) * L) // O)
+
+
+def bin_max_forward(x, rs, re, cs, ce):
+    """Max over rectangular bins given per-row ``[rs, re)`` and per-column ``[cs, ce)`` ranges.
+
+    ``rs, re`` have shape (P or 1, OH) and ``cs, ce`` (P or 1, OW), so bins may differ per plane
+    (fractional pooling). Loops over the offsets of the largest bin; an offset past a bin's end reads
+    the bin's last element again, which changes neither the max nor the first-max index."""
+    P, H, W = x.shape
+    plane = np.arange(P)[:, None, None]
+    xf = x.reshape(P, H * W)
+    y = idx = None
+    for u in range(int((re - rs).max())):
+        r = np.minimum(rs + u, re - 1)[:, :, None]
+        for v in range(int((ce - cs).max())):
+            c = np.minimum(cs + v, ce - 1)[:, None, :]
+            flat = r * W + c
+            val = xf[plane, flat]
+            flat = np.broadcast_to(flat, val.shape)
+            if y is None:
+                y, idx = val.copy(), flat.copy()
+                continue
+            better = (val > y) | np.isnan(val)
+            np.copyto(y, val, where=better)
+            np.copyto(idx, flat, where=better)
+    return y, idx
+
+
+# ------------------------------------------------------------------------------------ resampling
+def resample_matrix(L: int, O: int, mode: str, align_corners: bool, scale, dtype):
+    """(O, L) matrix ``A`` with ``out = A @ in`` along one axis, for torch's interpolation rules.
+
+    ``scale`` is the source step per output pixel (``1/scale_factor`` when one was given, else L/O).
+    nearest: ``src = min(floor(dst * scale), L - 1)``; linear: ``src = (dst + 0.5) scale - 0.5``
+    clamped at 0 (``dst (L-1)/(O-1)`` with align_corners); bed_of_nails: ``out[dst * s] = in``."""
+    A = np.zeros((O, L), dtype)
+    dst = np.arange(O)
+    if mode == "nearest":
+        A[dst, np.minimum(np.floor(dst * scale).astype(np.int64), L - 1)] = 1
+    elif mode == "bed_of_nails":
+        s = O // L
+        A[dst[:L] * s, np.arange(L)] = 1
+    else:
+        if align_corners:
+            src = dst * ((L - 1) / (O - 1)) if O > 1 else np.zeros(O)
+        else:
+            src = np.maximum((dst + 0.5) * scale - 0.5, 0.0)
+        i0 = np.minimum(np.floor(src).astype(np.int64), L - 1)
+        i1 = np.minimum(i0 + 1, L - 1)
+        lam = src - i0
+        np.add.at(A, (dst, i0), 1 - lam)
+        np.add.at(A, (dst, i1), lam)
+    return A
+
+
+def graham_sequence(L: int, O: int, pseudo_random: bool, rng, u: float | None = None):
+    """Graham's increasing sequence ``0 = a_0 < ... < a_O = L`` with increments in {1, 2}.
+
+    pseudo-random: ``a_i = ceil(alpha (i + u)) - ceil(alpha u)``, ``alpha = L / O``, u ~ U(0, 1);
+    random: a shuffled mix of ``L - O`` twos and ``2 O - L`` ones."""
+    if pseudo_random:
+        alpha = L / O
+        if u is None:
+            u = rng.random()
+        a = np.ceil(alpha * (np.arange(O) + u)).astype(np.int64) - math.ceil(alpha * u)
+        return np.append(a, L)
+    steps = np.array([2] * (L - O) + [1] * (2 * O - L), np.int64)
+    rng.shuffle(steps)
+    return np.concatenate([[0], np.cumsum(steps)])
