@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from shendu.data.datasets._base import ImageArrayDataset
 from shendu.errors import ArgumentError, DataError
 
 CLASSES = tuple(str(i) for i in range(10))
@@ -44,3 +45,23 @@ def load_digits(split: str = "train", test_fraction: float = 0.2, seed: int = 0)
         test[members[: int(round(len(members) * test_fraction))]] = True
     keep = test if split == "test" else ~test
     return x[keep], y[keep]
+
+
+class Digits(ImageArrayDataset):
+    """The embedded 8x8 digits as a dataset: ``Digits(train=True)`` is :func:`load_digits`'s train split.
+
+    Items are ``(float32 (1, 8, 8) in [0, 1], int)``; ``.data`` float32 (N, 1, 8, 8), ``.targets``,
+    ``.classes``; ``get_batch`` gives the loader's fast path.
+
+    >>> ds = Digits(train=False)
+    >>> ds[0][0].shape, len(ds.classes)
+    ((1, 8, 8), 10)
+    """
+
+    classes = CLASSES
+
+    def __init__(self, root=None, train: bool = True, transform=None, target_transform=None,
+                 test_fraction: float = 0.2, seed: int = 0):
+        x, y = load_digits("train" if train else "test", test_fraction=test_fraction, seed=seed)
+        super().__init__(x, y, transform, target_transform)
+        self.train = train
