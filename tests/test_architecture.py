@@ -18,6 +18,7 @@ FORBIDDEN = {
     "nn": {"models", "cli", "train", "data", "vision"},  # nn.utils re-exports optim's clipping
     "optim": {"ops", "functional", "nn", "models", "cli", "train", "data", "vision"},
     "models": {"cli", "train"},
+    "classic": {"nn", "models", "cli", "optim", "train", "data", "vision"},
 }
 
 
