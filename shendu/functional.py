@@ -16,4 +16,5 @@ from shendu.ops.loss import *  # noqa: F401,F403
 from shendu.ops.normalization import *  # noqa: F401,F403
 from shendu.ops.pooling import *  # noqa: F401,F403
 from shendu.ops.reduce import *  # noqa: F401,F403
+from shendu.ops.rnn import *  # noqa: F401,F403
 from shendu.ops.shape import *  # noqa: F401,F403
