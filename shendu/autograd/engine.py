@@ -153,6 +153,7 @@ def run_backward(roots, root_grads, retain_graph=False, capture=None):
         else:
             leaf.grad.data = leaf.grad.data + g
 
+    given.update(id(g) for g in root_grads)  # the caller's arrays: never stored as a leaf's .grad
     # Seed the roots.
     for t, g in zip(roots, root_grads):
         if t._ctx is None:

@@ -262,7 +262,7 @@ class Tensor:
                                     f"element, got shape {fmt_shape(self.shape)}; pass gradient=")
             g = np.ones_like(self.data)
         else:
-            g = np.array(gradient.data if isinstance(gradient, Tensor) else gradient, dtype=self.dtype)
+            g = np.asarray(gradient.data if isinstance(gradient, Tensor) else gradient, dtype=self.dtype)
             if g.shape != self.shape:
                 raise ShapeError(f"backward: gradient has shape {fmt_shape(g.shape)} but the tensor "
                                  f"has shape {fmt_shape(self.shape)}")

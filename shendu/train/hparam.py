@@ -20,11 +20,17 @@ from typing import Callable
 import numpy as np
 
 from shendu import backend
+from shendu.data import DataLoader, TensorDataset
 from shendu.errors import ArgumentError
-from shendu.train.loop import ArrayLoader, _batch, evaluate, fit, train_step
+from shendu.train.loop import _batch, evaluate, fit, train_step
 
 __all__ = ["check_initial_loss", "overfit_small", "find_lr", "sample_space", "random_search", "refine",
            "format_table", "kfold_indices", "cross_validate", "SearchResult"]
+
+
+def _loader(x, y, batch_size: int, shuffle: bool = False, seed: int = 0) -> DataLoader:
+    """Batches of in-memory arrays, shuffled by their own seeded generator (the global one is not touched)."""
+    return DataLoader(TensorDataset(x, y), batch_size=batch_size, shuffle=shuffle, generator=backend.Generator(seed))
 
 
 def _default_optimizer(params, lr, weight_decay=0.0):
@@ -77,7 +83,7 @@ def check_initial_loss(model, x, y, loss_fn=None, num_classes: int | None = None
     ``ok`` when they agree within ``tolerance`` (relative); a much larger loss means too-large initial
     weights or a bug in the loss."""
     num_classes = num_classes or int(np.max(y)) + 1
-    res = evaluate(model, ArrayLoader(x, y, batch_size=max(len(x), 1)), _loss_fn(loss_fn), metrics=())
+    res = evaluate(model, _loader(x, y, batch_size=max(len(x), 1)), _loss_fn(loss_fn), metrics=())
     expected = math.log(num_classes)
     return {"loss": res["loss"], "expected": expected, "ok": abs(res["loss"] - expected) <= tolerance * expected}
 
@@ -88,7 +94,7 @@ def overfit_small(build_model: Callable, x, y, n: int = 20, epochs: int = 200, l
     (``ok``: training accuracy reached 100%). Failing this means a bug, not a hyperparameter problem."""
     backend.manual_seed(seed)
     model = build_model()
-    loader = ArrayLoader(x[:n], y[:n], batch_size=n)
+    loader = _loader(x[:n], y[:n], batch_size=n)
     hist = fit(model, loader, loss_fn=_loss_fn(loss_fn), optimizer=optimizer_fn(model.parameters(), lr),
                epochs=epochs, progress=False)
     final = evaluate(model, loader, _loss_fn(loss_fn))
@@ -109,7 +115,7 @@ def find_lr(build_model: Callable, x, y, lrs=None, iterations: int = 100, batch_
         backend.manual_seed(seed)
         model = build_model()
         opt = optimizer_fn(model.parameters(), lr)
-        loader = ArrayLoader(x, y, batch_size=batch_size, shuffle=True, seed=seed)
+        loader = _loader(x, y, batch_size=batch_size, shuffle=True, seed=seed)
         losses = []
         model.train()
         while len(losses) < iterations:
@@ -181,8 +187,8 @@ def random_search(build_model: Callable, train: tuple, val: tuple, space: dict |
         backend.manual_seed(seed + trial)
         model = build_model(**model_kw)
         opt = optimizer_fn(model.parameters(), setting.get("lr", 1e-3), setting.get("weight_decay", 0.0))
-        hist = fit(model, ArrayLoader(*train, batch_size=batch_size, shuffle=True, seed=seed + trial),
-                   ArrayLoader(*val, batch_size=256), loss_fn=_loss_fn(loss_fn), optimizer=opt, epochs=epochs,
+        hist = fit(model, _loader(*train, batch_size=batch_size, shuffle=True, seed=seed + trial),
+                   _loader(*val, batch_size=256), loss_fn=_loss_fn(loss_fn), optimizer=opt, epochs=epochs,
                    progress=False)
         rows.append({"trial": trial, **setting, "loss": hist["loss"][-1], "val_loss": hist["val_loss"][-1],
                      "val_accuracy": hist["val_accuracy"][-1] if "val_accuracy" in hist else None})
@@ -257,8 +263,8 @@ def cross_validate(build_model: Callable, dataset: tuple, k: int = 5, epochs: in
             xtr, xva = transform(xtr), transform(xva)
         backend.manual_seed(seed + fold)
         model = build_model()
-        hist = fit(model, ArrayLoader(xtr, y[tr], batch_size=batch_size, shuffle=True, seed=seed + fold),
-                   ArrayLoader(xva, y[va], batch_size=256), loss_fn=_loss_fn(loss_fn),
+        hist = fit(model, _loader(xtr, y[tr], batch_size=batch_size, shuffle=True, seed=seed + fold),
+                   _loader(xva, y[va], batch_size=256), loss_fn=_loss_fn(loss_fn),
                    optimizer=optimizer_fn(model.parameters(), lr, weight_decay), epochs=epochs, progress=False)
         rows.append({"fold": fold, "train_size": len(tr), "val_size": len(va), "loss": hist["loss"][-1],
                      "val_loss": hist["val_loss"][-1], "val_accuracy": hist["val_accuracy"][-1]})

@@ -3,12 +3,13 @@
 
 >>> import numpy as np, shendu
 >>> from shendu import nn, optim
->>> from shendu.train import fit, ArrayLoader
+>>> from shendu.data import DataLoader, TensorDataset
+>>> from shendu.train import fit
 >>> rng = np.random.default_rng(0)
 >>> x = rng.standard_normal((64, 4)).astype(np.float32); y = (x[:, 0] > 0).astype(np.int64)
 >>> model = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 2))
->>> hist = fit(model, ArrayLoader(x, y, batch_size=16, shuffle=True, seed=0), epochs=20,
-...            optimizer=optim.Adam(model.parameters(), lr=1e-2), progress=False, seed=0)
+>>> loader = DataLoader(TensorDataset(x, y), batch_size=16, shuffle=True, generator=shendu.Generator(0))
+>>> hist = fit(model, loader, epochs=20, optimizer=optim.Adam(model.parameters(), lr=1e-2), progress=False, seed=0)
 >>> hist["accuracy"][-1] > 0.9
 True
 """
@@ -16,6 +17,7 @@ True
 from __future__ import annotations
 
 import json
+import operator
 import os
 import signal
 import sys
@@ -35,50 +37,10 @@ from shendu.train import callbacks as cbs
 from shendu.train.checkpoint import load_checkpoint, save_checkpoint
 from shendu.train.metrics import Mean, make_metric
 
-__all__ = ["History", "Trainer", "ArrayLoader", "train_step", "train_one_epoch", "evaluate", "fit"]
+__all__ = ["History", "Trainer", "train_step", "train_one_epoch", "evaluate", "fit"]
 
 
 # ------------------------------------------------------------------------------------------------ data
-class ArrayLoader:
-    """Minibatches ``(x, y)`` of two arrays, reshuffled each epoch by its own seeded generator.
-
-    Its ``state_dict()`` (the current epoch's order, the position in it and the generator) lets a run
-    stopped mid-epoch continue with exactly the batches it would have seen.
-    """
-
-    def __init__(self, x, y, batch_size: int = 32, shuffle: bool = False, seed: int = 0, drop_last: bool = False):
-        x, y = np.asarray(getattr(x, "data", x)), np.asarray(getattr(y, "data", y))
-        if len(x) != len(y):
-            raise ArgumentError(f"ArrayLoader: x has {len(x)} samples but y has {len(y)}")
-        if int(batch_size) < 1:
-            raise ArgumentError(f"ArrayLoader: batch_size must be >= 1, got {batch_size}")
-        self.x, self.y, self.batch_size, self.shuffle, self.drop_last = x, y, int(batch_size), shuffle, drop_last
-        self.generator = backend.Generator(seed)
-        self.order, self.position = None, 0  # order of the epoch in progress, batches already given
-
-    def __len__(self) -> int:
-        n = len(self.x)
-        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
-
-    def __iter__(self):
-        if self.order is None or self.position >= len(self):  # start a new epoch
-            n = len(self.x)
-            self.order = self.generator.rng.permutation(n) if self.shuffle else np.arange(n)
-            self.position = 0
-        while self.position < len(self):
-            idx = self.order[self.position * self.batch_size:(self.position + 1) * self.batch_size]
-            self.position += 1
-            yield Tensor(self.x[idx]), Tensor(self.y[idx])
-
-    def state_dict(self) -> dict:
-        return {"order": self.order, "position": self.position, "generator": self.generator.get_state()}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.order = None if state["order"] is None else np.asarray(state["order"])
-        self.position = int(state["position"])
-        self.generator.set_state(state["generator"])
-
-
 def _batch(batch):
     """``(x, y)`` Tensors from a loader's batch (tuples/lists of arrays or Tensors)."""
     if not isinstance(batch, (tuple, list)) or len(batch) < 2:
@@ -160,7 +122,8 @@ def train_one_epoch(model, data: Iterable, loss_fn, optimizer, metrics=("accurac
     """
     model.train()
     meters = meters if meters is not None else _meters(metrics)
-    for batch in data:
+    batches = iter(data)
+    for batch in batches:
         x, y = _batch(batch)
         if on_batch_begin is not None:
             on_batch_begin(x, y)
@@ -175,6 +138,10 @@ def train_one_epoch(model, data: Iterable, loss_fn, optimizer, metrics=("accurac
                 m.update(output, y)
         if on_batch_end is not None and on_batch_end(loss, output, x, y):
             break
+    if operator.length_hint(batches, 1) == 0:
+        # Stopped at the last batch: finish the pass, so that a loader counting epochs (DataLoader) ends this
+        # one and a checkpoint taken now resumes at the next epoch, not at the empty rest of this one.
+        next(batches, None)
     return {name: m.compute() for name, m in meters.items()}
 
 
@@ -310,8 +277,8 @@ def fit(model, train_data, val_data=None, loss_fn=None, optimizer=None, schedule
     """Train ``model`` on ``train_data`` for ``epochs`` epochs, Keras-style; returns a :class:`History`.
 
     Args:
-        train_data / val_data: iterables of ``(inputs, targets)`` batches (a ``DataLoader``, an
-            :class:`ArrayLoader`); a loader with ``state_dict()`` is checkpointed for exact resume.
+        train_data / val_data: iterables of ``(inputs, targets)`` batches, typically a
+            :class:`shendu.data.DataLoader`; a loader with ``state_dict()`` is checkpointed for exact resume.
         loss_fn: default ``CrossEntropyLoss()``. optimizer: default ``Adam(lr=1e-3)``.
         scheduler: an lr scheduler stepped once per epoch (``ReduceLROnPlateau`` gets ``val_loss``);
             for per-step schedules pass ``LRSchedulerCallback(sched, interval="step")`` in ``callbacks``.

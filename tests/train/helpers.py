@@ -6,7 +6,9 @@ import numpy as np
 
 import shendu
 from shendu import nn, optim
-from shendu.train import ArrayLoader, LRSchedulerCallback
+from shendu.data import DataLoader, TensorDataset
+from shendu.data.transforms import GaussianNoise
+from shendu.train import LRSchedulerCallback
 
 
 def data(n=96, d=6, classes=3, seed=0):
@@ -16,20 +18,36 @@ def data(n=96, d=6, classes=3, seed=0):
     return x, y
 
 
+class AugmentedDataset(TensorDataset):
+    """Rows of ``x`` with fresh Gaussian noise each time they are drawn: a random augmentation that draws from
+    the loader's per-batch generator, so resuming must replay it exactly."""
+
+    noise = GaussianNoise(0.1)
+
+    def get_batch(self, indices):
+        x, y = super().get_batch(indices)
+        return self.noise.batch(x), y
+
+
+def loader(x, y, batch_size, shuffle=False, seed=0, augment=False):
+    dataset = (AugmentedDataset if augment else TensorDataset)(x, y)
+    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=shendu.Generator(seed))
+
+
 def mlp(d=6, classes=3, hidden=16, seed=0):
     shendu.manual_seed(seed)
     return nn.Sequential(nn.Linear(d, hidden), nn.ReLU(), nn.Dropout(0.3), nn.Linear(hidden, classes))
 
 
 def setup(init_seed=0):
-    """A model with dropout, Adam, a per-step cosine schedule and a shuffled loader."""
+    """A model with dropout, Adam, a per-step cosine schedule and a shuffled, augmenting loader."""
     x, y = data()
     model = mlp(seed=init_seed)
     opt = optim.Adam(model.parameters(), lr=1e-2, weight_decay=1e-4)
     sched = optim.lr_scheduler.CosineAnnealingLR(opt, T_max=40)
-    loader = ArrayLoader(x, y, batch_size=20, shuffle=True, seed=7)  # 5 batches, the last one short
-    val = ArrayLoader(*data(n=30, seed=1), batch_size=16)
-    return model, opt, [LRSchedulerCallback(sched, interval="step")], loader, val
+    train = loader(x, y, batch_size=20, shuffle=True, seed=7, augment=True)  # 5 batches, the last one short
+    val = loader(*data(n=30, seed=1), batch_size=16)
+    return model, opt, [LRSchedulerCallback(sched, interval="step")], train, val
 
 
 def run(out_dir, epochs=4, max_steps=None, resume_from=None, init_seed=0, **kw):

@@ -10,7 +10,6 @@ import pytest
 import shendu
 from shendu import nn, optim
 from shendu.train import (
-    ArrayLoader,
     EarlyStopping,
     LRSchedulerCallback,
     ModelCheckpoint,
@@ -26,8 +25,8 @@ from tests.train import helpers
 
 def _loaders(n=96, seed=0):
     x, y = helpers.data(n=n, seed=seed)
-    val = ArrayLoader(*helpers.data(n=40, seed=9), batch_size=16)
-    return ArrayLoader(x, y, batch_size=16, shuffle=True, seed=0), val
+    val = helpers.loader(*helpers.data(n=40, seed=9), batch_size=16)
+    return helpers.loader(x, y, batch_size=16, shuffle=True, seed=0), val
 
 
 def test_fit_learns_and_history_has_columns(capsys):
@@ -48,7 +47,7 @@ def test_evaluate_matches_manual_computation_and_keeps_mode():
     x, y = helpers.data(n=50)
     model = helpers.mlp()
     model.train()
-    res = evaluate(model, ArrayLoader(x, y, batch_size=7), nn.CrossEntropyLoss(),
+    res = evaluate(model, helpers.loader(x, y, batch_size=7), nn.CrossEntropyLoss(),
                    metrics=("accuracy", "top2", M.ConfusionMatrix(3), M.PerClassAccuracy(3)))
     assert model.training
     model.eval()
@@ -142,7 +141,7 @@ def test_nan_guard_names_the_layer_and_op(capsys, tmp_path):
     shendu.manual_seed(0)
     model = nn.Sequential(nn.Linear(6, 8), nn.Tanh(), _Explode(at=5), nn.Linear(8, 3))
     guard = NaNGuard()
-    hist = fit(model, ArrayLoader(x, y, batch_size=16), epochs=3, callbacks=[guard], progress=False,
+    hist = fit(model, helpers.loader(x, y, batch_size=16), epochs=3, callbacks=[guard], progress=False,
                out_dir=tmp_path)
     assert hist.epochs == 1 and "NaNGuard" in hist.stop_reason
     assert "layer '2' (_Explode)" in guard.message and "op MulBackward" in guard.message
@@ -195,3 +194,15 @@ def test_fit_argument_errors():
         fit(lambda x: x, train)
     with pytest.raises(shendu.errors.ArgumentError, match="cuda"):
         fit(helpers.mlp(), train, device="cuda")
+
+
+def test_stopping_at_the_last_batch_ends_the_loader_epoch():
+    # max_steps == batches per epoch: the loop stops at the last batch before the loader's StopIteration;
+    # the loader must still count the epoch as done, so a checkpoint resumes at the next epoch.
+    x, y = helpers.data(n=64)
+    loader = helpers.loader(x, y, batch_size=16, shuffle=True, seed=3)
+    model = helpers.mlp()
+    hist = fit(model, loader, epochs=3, max_steps=4, progress=False)
+    assert hist.epochs == 1 and hist.stop_reason == "reached max_steps=4"
+    state = loader.state_dict()
+    assert state["epoch"] == 1 and state["position"] == 0

@@ -61,7 +61,8 @@ def test_checkpoint_holds_everything(tmp_path):
     assert set(tree["model"]) == {"0.weight", "0.bias", "3.weight", "3.bias"}
     assert set(tree["optimizer"]["state"][0]) >= {"exp_avg", "exp_avg_sq", "step"}
     assert tree["optimizer"]["param_groups"][0]["betas"] == (0.9, 0.999)
-    assert tree["loader"]["position"] == 3 and tree["loader"]["order"].shape == (96,)
+    assert tree["loader"]["epoch"] == 0 and tree["loader"]["position"] == 3
+    assert tree["loader"]["generator"]["seed"] == 7  # the shuffle generator as the epoch began
     assert set(tree["rng"]) == {"shendu", "numpy", "python"}
     assert any(k.endswith("LRSchedulerCallback") for k in tree["callbacks"])
     assert sorted(os.listdir(tmp_path / "checkpoints")) == ["last"]

@@ -133,7 +133,7 @@ def test_plots_write_valid_pngs(tmp_path):
     pytest.importorskip("matplotlib")
     x, y = helpers.data(n=64)
     model = helpers.mlp()
-    hist = shendu.train.fit(model, shendu.train.ArrayLoader(x, y, batch_size=16), shendu.train.ArrayLoader(x, y, 32),
+    hist = shendu.train.fit(model, helpers.loader(x, y, batch_size=16), helpers.loader(x, y, 32),
                             epochs=2, progress=False, out_dir=tmp_path / "run")
     paths = [plots.plot_curves(hist, tmp_path / "curves.png"), plots.plot_lr(hist, tmp_path / "lr.png"),
              plots.plot_confusion_matrix(np.array([[5, 1], [2, 7]]), tmp_path / "cm.png", ["a", "b"]),
