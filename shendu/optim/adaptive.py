@@ -3,6 +3,9 @@
 Each keeps running statistics of the gradient per parameter (in the parameter's dtype) and divides
 the step by a root-mean-square of past gradients. Notation: ``g`` is the gradient (negated when
 ``maximize``), ``t`` the step count starting at 1, ``eps`` is added *outside* the square root.
+
+Steps write every temporary into two scratch arrays per parameter (``out=``), in the same order of
+operations as the formulas, so they allocate nothing after the first step.
 """
 
 from __future__ import annotations
@@ -12,16 +15,24 @@ from typing import Any, Callable
 from shendu.backend import get_array_module
 from shendu.errors import ArgumentError
 from shendu.optim.optimizer import Optimizer, _check_nonneg, params_with_grad
+from shendu.optim.sgd import scratch_buffers, weight_decayed
 
 __all__ = ["Adagrad", "RMSprop", "Adam", "AdamW"]
 
 
-def _lerp_(a, b, w: float) -> None:
-    """``a <- a + w * (b - a)`` in place, with PyTorch's two-sided formula (exact at w = 0 and w = 1)."""
+def _lerp_(a, b, w: float, tmp) -> None:
+    """``a <- a + w * (b - a)`` in place, with PyTorch's two-sided formula (exact at w = 0 and w = 1).
+
+    ``tmp`` is a scratch array shaped like ``a`` (overwritten).
+    """
+    xp = get_array_module(a)
+    xp.subtract(b, a, out=tmp)
     if w < 0.5:
-        a += w * (b - a)
+        tmp *= w
+        a += tmp
     else:
-        a[...] = b - (b - a) * (1 - w)
+        tmp *= 1 - w
+        xp.subtract(b, tmp, out=a)
 
 
 class Adagrad(Optimizer):
@@ -72,11 +83,16 @@ class Adagrad(Optimizer):
                 xp = get_array_module(p.data)
                 state = self._init_state(p, group)
                 state["step"] += 1
+                tmp, g_buf = scratch_buffers(self, p, 2)
                 if wd != 0:
-                    g = g + wd * p.data
+                    g = weight_decayed(g, p, wd, out=g_buf)
                 clr = lr / (1 + (state["step"] - 1) * lr_decay)
-                state["sum"] += g * g
-                p.data += (-clr * g) / (xp.sqrt(state["sum"]) + eps)
+                state["sum"] += xp.multiply(g, g, out=tmp)
+                denom = xp.sqrt(state["sum"], out=tmp)
+                denom += eps
+                update = xp.multiply(g, -clr, out=g_buf)  # g may be g_buf: not needed afterwards
+                update /= denom
+                p.data += update
         return loss
 
 
@@ -126,25 +142,33 @@ class RMSprop(Optimizer):
                     if group["centered"]:
                         state["grad_avg"] = xp.zeros_like(p.data)
                 state["step"] += 1
+                tmp, g_buf = scratch_buffers(self, p, 2)
                 if wd != 0:
-                    g = g + wd * p.data
+                    g = weight_decayed(g, p, wd, out=g_buf)
                 square_avg = state["square_avg"]
                 square_avg *= alpha
-                square_avg += (1 - alpha) * g * g
+                xp.multiply(g, 1 - alpha, out=tmp)
+                tmp *= g
+                square_avg += tmp
                 if group["centered"]:
                     grad_avg = state["grad_avg"]
-                    _lerp_(grad_avg, g, 1 - alpha)
-                    avg = xp.sqrt(square_avg + (-1 * grad_avg) * grad_avg)
+                    _lerp_(grad_avg, g, 1 - alpha, tmp)
+                    avg = xp.negative(grad_avg, out=tmp)
+                    avg *= grad_avg
+                    avg += square_avg  # square_avg - grad_avg^2, summed in the same order
+                    xp.sqrt(avg, out=avg)
                 else:
-                    avg = xp.sqrt(square_avg)
+                    avg = xp.sqrt(square_avg, out=tmp)
                 avg += eps
                 if mu > 0:
                     buf = state["momentum_buffer"]
                     buf *= mu
-                    buf += g / avg
-                    p.data -= lr * buf
+                    buf += xp.divide(g, avg, out=avg)
+                    p.data -= xp.multiply(buf, lr, out=tmp)
                 else:
-                    p.data += (-lr * g) / avg
+                    update = xp.multiply(g, -lr, out=g_buf)
+                    update /= avg
+                    p.data += update
         return loss
 
 
@@ -199,22 +223,28 @@ class Adam(Optimizer):
                         state["max_exp_avg_sq"] = xp.zeros_like(p.data)
                 state["step"] += 1
                 t = state["step"]
+                tmp, g_buf = scratch_buffers(self, p, 2)
                 if wd != 0:
                     if group["decoupled_weight_decay"]:
                         p.data *= 1 - lr * wd
                     else:
-                        g = g + wd * p.data
+                        g = weight_decayed(g, p, wd, out=g_buf)
                 m, v = state["exp_avg"], state["exp_avg_sq"]
-                _lerp_(m, g, 1 - beta1)
+                _lerp_(m, g, 1 - beta1, tmp)
                 v *= beta2
-                v += (1 - beta2) * g * g
+                xp.multiply(g, 1 - beta2, out=tmp)
+                tmp *= g
+                v += tmp
                 if group["amsgrad"]:
                     xp.maximum(state["max_exp_avg_sq"], v, out=state["max_exp_avg_sq"])
                     v = state["max_exp_avg_sq"]
                 step_size = lr / (1 - beta1 ** t)
-                denom = xp.sqrt(v) / (1 - beta2 ** t) ** 0.5
+                denom = xp.sqrt(v, out=tmp)
+                denom /= (1 - beta2 ** t) ** 0.5
                 denom += eps
-                p.data += (-step_size * m) / denom
+                update = xp.multiply(m, -step_size, out=g_buf)  # g is not needed any more
+                update /= denom
+                p.data += update
         return loss
 
 

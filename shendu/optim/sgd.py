@@ -17,6 +17,33 @@ from shendu.optim.optimizer import Optimizer, _check_nonneg, params_with_grad
 __all__ = ["SGD", "SGDMomentumCS231n"]
 
 
+def scratch_buffers(optimizer: Optimizer, p, count: int) -> list:
+    """``count`` private arrays shaped like ``p`` that a step may overwrite freely, kept between steps.
+
+    Steps write their temporaries into these (``out=``) instead of allocating new arrays every step.
+    They live in ``optimizer._scratch``, not in ``optimizer.state``, so ``state_dict`` never saves them;
+    they are made again when the parameter's shape or dtype changes.
+    """
+    store = optimizer.__dict__.setdefault("_scratch", {})
+    data = p.data
+    bufs = store.get(p)
+    if bufs is not None and len(bufs) >= count and bufs[0].shape == data.shape and bufs[0].dtype == data.dtype:
+        return bufs
+    if bufs is None or bufs[0].shape != data.shape or bufs[0].dtype != data.dtype:
+        bufs = store[p] = []
+    xp = get_array_module(data)
+    while len(bufs) < count:
+        bufs.append(xp.empty_like(data))
+    return bufs
+
+
+def weight_decayed(g, p, weight_decay: float, out):
+    """``g + weight_decay * p`` written into ``out`` (never into ``g``, which may be ``p.grad.data``)."""
+    get_array_module(p.data).multiply(p.data, weight_decay, out=out)
+    out += g  # same value as g + wd * p: the sum is commutative
+    return out
+
+
 class SGD(Optimizer):
     r"""Stochastic gradient descent, optionally with (Nesterov) momentum, exactly as ``torch.optim.SGD``.
 
@@ -65,8 +92,10 @@ class SGD(Optimizer):
             lr, mu = float(group["lr"]), float(group["momentum"])
             damp, wd = float(group["dampening"]), float(group["weight_decay"])
             for p, g in params_with_grad(group):
+                xp = get_array_module(p.data)
+                tmp, *rest = scratch_buffers(self, p, 2 if wd != 0 else 1)
                 if wd != 0:
-                    g = g + wd * p.data
+                    g = weight_decayed(g, p, wd, out=rest[0])
                 if mu != 0:
                     state = self.state[p]
                     buf = state.get("momentum_buffer")
@@ -74,9 +103,13 @@ class SGD(Optimizer):
                         buf = state["momentum_buffer"] = g.copy()  # private: g may be p.grad.data
                     else:
                         buf *= mu
-                        buf += (1 - damp) * g
-                    g = g + mu * buf if group["nesterov"] else buf
-                p.data -= lr * g
+                        buf += xp.multiply(g, 1 - damp, out=tmp) if damp != 0 else g  # 1 * g is g exactly
+                    if group["nesterov"]:
+                        xp.multiply(buf, mu, out=tmp)
+                        g = xp.add(g, tmp, out=tmp)
+                    else:
+                        g = buf
+                p.data -= xp.multiply(g, lr, out=tmp)
         return loss
 
 
@@ -116,17 +149,24 @@ class SGDMomentumCS231n(Optimizer):
         for group in self.param_groups:
             lr, mu, wd = float(group["lr"]), float(group["momentum"]), float(group["weight_decay"])
             for p, g in params_with_grad(group):
+                xp = get_array_module(p.data)
+                tmp, *rest = scratch_buffers(self, p, 2 if group["nesterov"] else 1)
                 if wd != 0:
-                    g = g + wd * p.data
+                    g = weight_decayed(g, p, wd, out=tmp)
                 state = self.state[p]
                 v = state.get("velocity")
                 if v is None:
-                    v = state["velocity"] = get_array_module(p.data).zeros_like(p.data)
-                v_prev = v.copy() if group["nesterov"] else None
-                v *= mu
-                v -= lr * g
+                    v = state["velocity"] = xp.zeros_like(p.data)
                 if group["nesterov"]:
-                    p.data += (1 + mu) * v - mu * v_prev
+                    v_prev = rest[0]
+                    v_prev[...] = v
+                v *= mu
+                v -= xp.multiply(g, lr, out=tmp)  # g may be tmp itself: it is not needed afterwards
+                if group["nesterov"]:
+                    xp.multiply(v, 1 + mu, out=tmp)
+                    v_prev *= mu
+                    tmp -= v_prev
+                    p.data += tmp
                 else:
                     p.data += v
         return loss
