@@ -199,7 +199,7 @@ class Module:
             modules = d.get("_modules")
             if modules is None:
                 raise AttributeError("cannot assign module before Module.__init__() call")
-            self._remove_from(name, d, params)
+            self._remove_from(name, d, params, keep_module_slot=True)  # a replaced child keeps its place
             modules[name] = value
         elif d.get("_modules") is not None and name in d["_modules"]:
             if value is not None:
@@ -214,12 +214,13 @@ class Module:
         else:
             object.__setattr__(self, name, value)
 
-    def _remove_from(self, name, d, params) -> None:
+    def _remove_from(self, name, d, params, keep_module_slot: bool = False) -> None:
         d.pop(name, None)
         params.pop(name, None)
         d["_buffers"].pop(name, None)
         d["_non_persistent_buffers_set"].discard(name)
-        d["_modules"].pop(name, None)
+        if not keep_module_slot:
+            d["_modules"].pop(name, None)
 
     def __getattr__(self, name: str):
         # Only reached when normal lookup fails: parameters, buffers and submodules live in dicts.

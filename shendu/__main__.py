@@ -1,0 +1,5 @@
+import sys
+
+from shendu.cli import main
+
+sys.exit(main())

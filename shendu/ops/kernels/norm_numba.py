@@ -1,0 +1,222 @@
+"""Optional numba kernels for batch norm and layer norm: per-channel (or per-row) statistics and the
+affine passes, spread over all cores with ``prange``.
+
+Why: NumPy needs one pass over memory per arithmetic step (subtract, square-and-sum, scale, shift),
+and runs each on one core; batch norm then costs 3-4x PyTorch's two fused, threaded passes. These
+kernels do one reading pass for the statistics (float64 accumulators, data shifted by a sample value
+so the variance does not cancel) and one pass to write the output, in the input's dtype.
+
+The NumPy code in :mod:`shendu.ops.normalization` stays the reference the tests compare these with.
+``AVAILABLE`` is False when numba is not installed; callers then use the NumPy path.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+try:
+    from numba import njit, prange
+
+    AVAILABLE = True
+except ImportError:  # pragma: no cover - numba is optional
+    AVAILABLE = False
+
+__all__ = ["AVAILABLE", "enabled", "accepts", "channel_moments", "channel_grad_sums", "channel_affine",
+           "channel_affine2", "layer_norm_forward", "layer_norm_backward"]
+
+# Switch for tests and benchmarks: False forces the NumPy reference path.
+enabled = AVAILABLE
+
+_MIN_SIZE = 1 << 15  # below this many elements the NumPy path's lower call overhead wins
+
+
+def accepts(*arrays) -> bool:
+    """Whether the kernels should handle these arrays: numba present and enabled, NumPy float32/64
+    arrays of one dtype, large enough to pay for the thread start-up."""
+    if not enabled:
+        return False
+    a0 = arrays[0]
+    if a0.size < _MIN_SIZE or a0.dtype not in (np.float32, np.float64) or 0 in a0.shape:
+        return False
+    return all(type(a) is np.ndarray and a.dtype == a0.dtype for a in arrays)
+
+
+if AVAILABLE:
+    # fastmath (reassociation) lets the float64 reductions vectorize; the elementwise kernels must not
+    # use it, since it could rewrite (x - center) - offset as x - (center + offset) and lose the centring.
+    _opts = dict(parallel=True, fastmath=True, cache=True, nogil=True)
+    _exact = dict(parallel=True, cache=True, nogil=True)
+
+    @njit(**_opts)
+    def _channel_moments(x, center, offset, var):
+        n, c, s = x.shape
+        for j in prange(c):
+            shift = np.float64(center[j])
+            acc = 0.0
+            acc2 = 0.0
+            for i in range(n):
+                for k in range(s):
+                    v = np.float64(x[i, j, k]) - shift
+                    acc += v
+                    acc2 += v * v
+            m = n * s
+            d = acc / m
+            offset[j] = d
+            var[j] = max(acc2 / m - d * d, 0.0)
+
+    @njit(**_opts)
+    def _channel_grad_sums(x, gy, center, offset, sum_gy, sum_gy_xc):
+        n, c, s = x.shape
+        for j in prange(c):
+            ctr = np.float64(center[j])
+            off = np.float64(offset[j])
+            a = 0.0
+            b = 0.0
+            for i in range(n):
+                for k in range(s):
+                    g = np.float64(gy[i, j, k])
+                    a += g
+                    b += g * ((np.float64(x[i, j, k]) - ctr) - off)
+            sum_gy[j] = a
+            sum_gy_xc[j] = b
+
+    @njit(**_exact)
+    def _channel_affine(x, center, offset, scale, shift, out):
+        n, c, s = x.shape
+        for r in prange(n * c):
+            i = r // c
+            j = r - i * c
+            ctr = center[j]
+            off = offset[j]
+            a = scale[j]
+            b = shift[j]
+            for k in range(s):
+                out[i, j, k] = ((x[i, j, k] - ctr) - off) * a + b
+
+    @njit(**_exact)
+    def _channel_affine2(g, a, x, center, offset, b, d, out):
+        n, c, s = x.shape
+        for r in prange(n * c):
+            i = r // c
+            j = r - i * c
+            aj = a[j]
+            bj = b[j]
+            dj = d[j]
+            ctr = center[j]
+            off = offset[j]
+            for k in range(s):
+                out[i, j, k] = g[i, j, k] * aj + ((x[i, j, k] - ctr) - off) * bj + dj
+
+    @njit(fastmath=True, cache=True, nogil=True)
+    def _row_stats(row, eps):
+        shift = np.float64(row[0])
+        acc = 0.0
+        acc2 = 0.0
+        for t in range(row.shape[0]):
+            v = np.float64(row[t]) - shift
+            acc += v
+            acc2 += v * v
+        d = acc / row.shape[0]
+        return d, 1.0 / np.sqrt(max(acc2 / row.shape[0] - d * d, 0.0) + eps)
+
+    @njit(**_exact)
+    def _layer_norm_forward(x, w, b, eps, mean, invstd, out):
+        # one row is a few KB: its statistics pass leaves it in cache for the output pass
+        # and the arithmetic stays in x's dtype, centred as (x - x[r, 0]) - offset like batch norm
+        m, k = x.shape
+        for r in prange(m):
+            off64, rs64 = _row_stats(x[r], eps)
+            ctr = x[r, 0]
+            mean[r] = np.float64(ctr) + off64
+            invstd[r] = rs64
+            off = w[0] * 0 + off64  # in w's dtype, which is x's dtype
+            rs = w[0] * 0 + rs64
+            for t in range(k):
+                out[r, t] = ((x[r, t] - ctr) - off) * rs * w[t] + b[t]
+
+    @njit(**_opts)
+    def _layer_norm_backward(x, gy, mean, invstd, w, dx, dw_part, db_part, chunks):
+        # rows are split into ``chunks`` blocks; each block accumulates its own dw/db partial sums
+        m, k = x.shape
+        per = (m + chunks - 1) // chunks
+        for p in prange(chunks):
+            for r in range(p * per, min(m, (p + 1) * per)):
+                mu = mean[r]
+                rs = invstd[r]
+                s1 = 0.0
+                s2 = 0.0
+                for t in range(k):
+                    xh = (np.float64(x[r, t]) - mu) * rs
+                    g = np.float64(gy[r, t])
+                    gw = g * w[t]
+                    s1 += gw
+                    s2 += gw * xh
+                    dw_part[p, t] += g * xh
+                    db_part[p, t] += g
+                c1 = s1 / k
+                c2 = s2 / k
+                for t in range(k):
+                    xh = (np.float64(x[r, t]) - mu) * rs
+                    dx[r, t] = rs * (np.float64(gy[r, t]) * w[t] - c1 - xh * c2)
+
+
+# Per-channel centring is written ``(x - center) - offset`` with ``center`` a value of x's dtype close to
+# the channel mean (a sample of the channel) and ``offset`` the small rest: the subtraction of nearby
+# values is exact, so the centred data keeps full precision even when |mean| >> std.
+
+def channel_moments(x3: np.ndarray, center: np.ndarray):
+    """Per channel of ``x3 (N, C, S)``: ``offset = mean - center`` and the biased variance (float64)."""
+    c = x3.shape[1]
+    offset, var = np.empty(c), np.empty(c)
+    _channel_moments(x3, center, offset, var)
+    return offset, var
+
+
+def channel_grad_sums(x3: np.ndarray, gy3: np.ndarray, center: np.ndarray, offset: np.ndarray):
+    """Per channel ``sum(gy)`` and ``sum(gy * ((x - center) - offset))`` (float64)."""
+    c = x3.shape[1]
+    a, b = np.empty(c), np.empty(c)
+    _channel_grad_sums(x3, gy3, center, offset, a, b)
+    return a, b
+
+
+def channel_affine(x3, center, offset, scale, shift, shape) -> np.ndarray:
+    """``((x - center) - offset) * scale[c] + shift[c]`` in ``x3``'s dtype, as a new array of ``shape``
+    (which owns its memory, so autograd can hand it on without a copy)."""
+    out = np.empty(shape, x3.dtype)
+    t = x3.dtype
+    _channel_affine(x3, center.astype(t), offset.astype(t), scale.astype(t), shift.astype(t), out.reshape(x3.shape))
+    return out
+
+
+def channel_affine2(g3, a, x3, center, offset, b, d, shape) -> np.ndarray:
+    """``g * a[c] + ((x - center) - offset) * b[c] + d[c]`` in ``x3``'s dtype (the batch-norm input
+    gradient), as a new array of ``shape``."""
+    out = np.empty(shape, x3.dtype)
+    t = x3.dtype
+    _channel_affine2(g3, a.astype(t), x3, center.astype(t), offset.astype(t), b.astype(t), d.astype(t),
+                     out.reshape(x3.shape))
+    return out
+
+
+def layer_norm_forward(x2, w, b, eps: float, shape):
+    """Rows of ``x2 (M, K)`` normalised, times ``w (K,)`` plus ``b (K,)``, as a new array of ``shape``;
+    also the per-row mean and ``1 / sqrt(var + eps)`` (float64) for backward."""
+    m = x2.shape[0]
+    mean, invstd = np.empty(m), np.empty(m)
+    out = np.empty(shape, x2.dtype)
+    t = x2.dtype
+    _layer_norm_forward(x2, w.astype(t), b.astype(t), eps, mean, invstd, out.reshape(x2.shape))
+    return out, mean, invstd
+
+
+def layer_norm_backward(x2, gy2, mean, invstd, w, shape):
+    """``dx`` (x's dtype), ``dw`` and ``db`` (float64) of ``y = (x - mean) * invstd * w + b`` per row."""
+    from numba import get_num_threads
+
+    chunks = max(1, min(x2.shape[0], 4 * get_num_threads()))
+    dx = np.empty(shape, x2.dtype)
+    dw = np.zeros((chunks, x2.shape[1]))
+    db = np.zeros((chunks, x2.shape[1]))
+    _layer_norm_backward(x2, gy2, mean, invstd, w.astype(np.float64), dx.reshape(x2.shape), dw, db, chunks)
+    return dx, dw.sum(0), db.sum(0)

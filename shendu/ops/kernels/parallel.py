@@ -1,0 +1,109 @@
+"""Spread independent chunks of a batch over threads, with BLAS single-threaded inside each chunk.
+
+Why not just let OpenBLAS thread each GEMM: a convolution is a sequence of memory-bound copies
+(im2col, col2im, tile transforms) and medium-sized GEMMs. Threaded BLAS leaves the copies on one core,
+and its threads meet at a barrier inside every GEMM, which collapses when the machine is busy (measured
+here: 20x slower under load). Chunks of images are independent, so each thread runs whole chunks —
+copy, GEMM, scatter — with a one-thread BLAS. Thread t takes chunks t, t + T, t + 2T, ... (a fixed
+assignment, so partial sums such as a weight gradient are added in the same order on every run and
+results are reproducible). NumPy releases the GIL in both its copy loops and BLAS calls.
+
+The BLAS thread count is switched with ``threadpoolctl`` when it is installed; without it the chunks
+run one after another with BLAS's own threading.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+__all__ = ["num_threads", "set_num_threads", "parallel_chunks", "chunk_size"]
+
+_state = {"threads": os.cpu_count() or 1, "pool": None, "blas": None, "active": 0, "blas_threads": None}
+_lock = threading.Lock()
+
+
+def num_threads() -> int:
+    """Threads the convolution kernels use (default: the number of CPUs)."""
+    return _state["threads"]
+
+
+def set_num_threads(n: int) -> None:
+    """Set how many threads the kernels use (1 = run chunks serially with BLAS's own threading)."""
+    with _lock:
+        _state["threads"] = max(1, int(n))
+        if _state["pool"] is not None:
+            _state["pool"].shutdown(wait=False)
+            _state["pool"] = None
+
+
+def _blas():
+    """threadpoolctl's controller of the BLAS NumPy uses, or False when unavailable."""
+    if _state["blas"] is None:
+        try:
+            from threadpoolctl import ThreadpoolController
+
+            libs = [c for c in ThreadpoolController().lib_controllers if c.user_api == "blas"]
+            _state["blas"] = libs[0] if libs else False
+        except Exception:  # not installed, or an unusual BLAS: fall back to serial chunks
+            _state["blas"] = False
+    return _state["blas"]
+
+
+def _pool() -> ThreadPoolExecutor:
+    with _lock:
+        if _state["pool"] is None:
+            _state["pool"] = ThreadPoolExecutor(_state["threads"], thread_name_prefix="shendu-kernel")
+        return _state["pool"]
+
+
+def chunk_size(n_items: int, bytes_per_item: int, target_bytes: int) -> int:
+    """Items per chunk: about ``target_bytes`` of scratch, and at least two chunks per thread when the
+    batch allows (so threads can balance)."""
+    by_bytes = max(1, target_bytes // max(bytes_per_item, 1))
+    threads = num_threads()
+    balance = max(1, -(-n_items // (2 * threads))) if threads > 1 else n_items
+    return max(1, min(n_items, by_bytes, balance))
+
+
+def parallel_chunks(fn, n_items: int, chunk: int, make_state=None) -> list:
+    """Call ``fn(state, lo, hi)`` for the chunks ``[lo, hi)`` of ``range(n_items)``, on up to
+    :func:`num_threads` threads; ``state = make_state()`` is per-thread scratch (buffers, partial
+    sums). Returns the states of the threads that ran (sum partial results over them)."""
+    starts = list(range(0, n_items, chunk))
+    workers = min(num_threads(), len(starts))
+    blas = _blas() if workers > 1 else False
+    if not blas:
+        state = make_state() if make_state else None
+        for lo in starts:
+            fn(state, lo, min(lo + chunk, n_items))
+        return [state]
+
+    def work(t):
+        state = make_state() if make_state else None
+        for lo in starts[t::workers]:
+            fn(state, lo, min(lo + chunk, n_items))
+        return state
+
+    _single_threaded_blas(blas, True)
+    try:
+        futures = [_pool().submit(work, t) for t in range(workers)]
+        return [f.result() for f in futures]
+    finally:
+        _single_threaded_blas(blas, False)
+
+
+def _single_threaded_blas(blas, enter: bool) -> None:
+    """One-thread BLAS while any parallel_chunks call runs (counted, so concurrent callers from
+    several user threads restore the original setting only when the last one leaves)."""
+    with _lock:
+        if enter:
+            if _state["active"] == 0:
+                _state["blas_threads"] = blas.num_threads
+                blas.set_num_threads(1)
+            _state["active"] += 1
+        else:
+            _state["active"] -= 1
+            if _state["active"] == 0:
+                blas.set_num_threads(_state["blas_threads"])

@@ -1,0 +1,81 @@
+"""The `shendu` command end to end on the embedded digits (tiny runs)."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from shendu.cli import main
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "digits"
+    assert main(["train", "--dataset", "digits", "--epochs", "2", "--batch-size", "64", "--seed", "1",
+                 "--out", str(out)]) == 0
+    return out
+
+
+def test_train_writes_run_folder(run_dir, capsys):
+    cfg = json.loads((run_dir / "config.json").read_text())
+    assert cfg["dataset"] == "digits" and cfg["model"] == "cnn_digits" and cfg["epochs"] == 2
+    assert (run_dir / "metrics.csv").exists()
+    assert (run_dir / "checkpoints" / "last" / "state.json").exists()
+
+
+def test_train_learns_digits(run_dir):
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert rows[-1]["val_accuracy"] > 0.8  # two epochs of the small CNN on 8x8 digits; chance is 0.1
+
+
+def test_eval(run_dir, capsys):
+    assert main(["eval", str(run_dir)]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["accuracy"] > 0.8
+
+
+def test_predict_prints_topk_with_class_names(run_dir, tmp_path, capsys):
+    from PIL import Image
+
+    from shendu.data.datasets import load_digits
+
+    x, y = load_digits("test")
+    path = tmp_path / "digit.png"
+    Image.fromarray((x[0, 0] * 255).astype(np.uint8)).save(path)
+    assert main(["predict", str(run_dir), str(path), "--topk", "2"]) == 0
+    line = capsys.readouterr().out.strip()
+    assert line.startswith(str(path)) and line.count(",") == 1
+
+
+def test_resume_continues(run_dir, capsys):
+    assert main(["train", "--resume", str(run_dir)]) == 0
+    assert "resuming" in capsys.readouterr().out
+
+
+def test_models_and_datasets_list(capsys):
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    assert "resnet50" in out and "cnn_fmnist" in out
+    assert main(["datasets"]) == 0
+    assert "digits" in capsys.readouterr().out
+
+
+def test_plot(run_dir, capsys):
+    assert main(["plot", str(run_dir)]) == 0
+    files = capsys.readouterr().out.split()
+    assert files and all(os.path.exists(f) and open(f, "rb").read(8) == b"\x89PNG\r\n\x1a\n" for f in files)
+
+
+def test_unknown_config_key_is_refused(tmp_path):
+    cfg = tmp_path / "c.json"
+    cfg.write_text(json.dumps({"learning_rate": 1}))
+    with pytest.raises(SystemExit, match="unknown option"):
+        main(["train", "--config", str(cfg)])
+
+
+def test_python_dash_m_entry_point():
+    out = subprocess.run([sys.executable, "-m", "shendu", "--help"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and "train" in out.stdout
