@@ -180,11 +180,43 @@ def _shifted(xp, f, x, shift, out):
 
 
 # ------------------------------------------------------------------------------------ sum and mean
+_GEMV_MIN = 1 << 16  # below this, NumPy's own reduction is as fast
+
+
+def _gemv_sum(xp, x, axes):
+    """``sum(x, axes, keepdims=True)`` as a matrix-vector product with a ones vector, or None.
+
+    For a large contiguous float input reduced over a leading or trailing block of axes, BLAS's GEMV
+    reads the array once with SIMD and both cores, 2-3x faster than NumPy's pairwise reduction. Each
+    output accumulates in float32 blocks of the row length, an error comparable to torch's.
+    """
+    if x.dtype.kind != "f" or x.size < _GEMV_MIN or not x.flags.c_contiguous:
+        return None
+    nd, k = x.ndim, len(axes)
+    if k == nd:  # everything: rows of the last axis (or of 1024 for 1-D), then a short pairwise sum
+        inner = x.shape[-1] if nd > 1 else (1024 if x.size % 1024 == 0 else 0)
+        if inner < 64:
+            return None
+        part = x.reshape(-1, inner) @ xp.ones(inner, x.dtype)
+        return xp.sum(part).reshape((1,) * nd)
+    if axes == tuple(range(nd - k, nd)):  # trailing block
+        inner = math.prod(x.shape[nd - k:])
+        out = x.reshape(-1, inner) @ xp.ones(inner, x.dtype)
+    elif axes == tuple(range(k)):  # leading block
+        outer = math.prod(x.shape[:k])
+        out = xp.ones(outer, x.dtype) @ x.reshape(outer, -1)
+    else:
+        return None
+    return out.reshape(_kept_shape(x.shape, axes))
+
+
 class Sum(Function):
     def forward(ctx, x, axes, keepdim, dtype):
         xp = get_array_module(x)
         ctx.shape, ctx.axes, ctx.x_dtype = x.shape, axes, x.dtype
-        y = xp.sum(x, axis=_np_axis(axes, x.ndim), keepdims=True, dtype=dtype)
+        y = _gemv_sum(xp, x, axes) if dtype is None else None
+        if y is None:
+            y = xp.sum(x, axis=_np_axis(axes, x.ndim), keepdims=True, dtype=dtype)
         return _finish(xp, y, x.shape, axes, keepdim)
 
     def backward(ctx, gy):
@@ -195,7 +227,11 @@ class Mean(Function):
     def forward(ctx, x, axes, keepdim, dtype):
         xp = get_array_module(x)
         ctx.shape, ctx.axes, ctx.x_dtype = x.shape, axes, x.dtype
-        y = xp.mean(x, axis=_np_axis(axes, x.ndim), keepdims=True, dtype=dtype)
+        y = _gemv_sum(xp, x, axes) if dtype is None else None
+        if y is None:
+            y = xp.mean(x, axis=_np_axis(axes, x.ndim), keepdims=True, dtype=dtype)
+        else:
+            y *= 1.0 / _count(x.shape, axes)
         return _finish(xp, y, x.shape, axes, keepdim)
 
     def backward(ctx, gy):

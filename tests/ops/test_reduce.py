@@ -183,3 +183,18 @@ def test_tiled_reductions_on_large_inputs_match_float64(layout, dim):
         got = shendu.logsumexp(x, dim)
         assert got.dtype == np.float32
         np.testing.assert_allclose(got.data, want_lse, rtol=2e-6)
+
+
+@pytest.mark.parametrize("shape,dim", [((300, 500), None), ((300, 500), 1), ((300, 500), 0), ((4, 50, 700), (1, 2)),
+                                       ((4, 50, 700), (0, 1)), ((2 ** 17,), None), ((6, 90, 130), 1)])
+@pytest.mark.parametrize("op", ["sum", "mean"])
+def test_large_sum_and_mean_fast_path_accuracy(shape, dim, op):
+    """Large float32 inputs take the matrix-vector path; compare with float64 and with torch."""
+    x = np.random.default_rng(0).standard_normal(shape).astype(np.float32) + 0.5
+    got = getattr(shendu, op)(shendu.tensor(x), dim=dim).numpy()
+    want = getattr(x.astype(np.float64), op)(axis=dim)
+    scale = np.abs(x).astype(np.float64).sum(axis=dim) / (1 if op == "sum" else x.size / np.size(want))
+    assert got.dtype == np.float32 and got.shape == np.shape(want)
+    assert np.all(np.abs(got - want) <= 1e-5 * scale + 1e-6)
+    ref = getattr(torch.from_numpy(x), op)() if dim is None else getattr(torch.from_numpy(x), op)(dim=dim)
+    np.testing.assert_allclose(got, ref.numpy(), rtol=1e-4, atol=1e-4)
