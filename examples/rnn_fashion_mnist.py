@@ -18,8 +18,8 @@ import time
 import numpy as np
 
 import shendu
-from shendu import nn, optim
 from shendu import functional as F
+from shendu import nn, optim
 from shendu.data.datasets import FashionMNIST
 
 

@@ -10,7 +10,7 @@
 
 import numpy as _np
 
-from shendu import backend, errors
+from shendu import backend, errors  # noqa: F401
 from shendu.autograd import (Function, Tensor, enable_grad, is_grad_enabled, no_grad,  # noqa: F401
                              set_grad_enabled)
 from shendu import autograd  # noqa: F401

@@ -148,12 +148,13 @@ def gradcheck(fn, inputs, eps: float = 1e-6, atol: float = 1e-5, rtol: float = 1
             num = np.empty((x.size, total))
             flat = x.astype(np.float64).ravel()
             for k in range(x.size):  # the reference itself: one perturbation per element
-                p = flat.copy(); p[k] += eps
-                m = flat.copy(); m[k] -= eps
-                num[k] = (_eval(fn, inputs, i, p.reshape(x.shape)) - _eval(fn, inputs, i, m.reshape(x.shape))) / (2 * eps)
+                step = np.zeros_like(flat)
+                step[k] = eps
+                plus = _eval(fn, inputs, i, (flat + step).reshape(x.shape))
+                minus = _eval(fn, inputs, i, (flat - step).reshape(x.shape))
+                num[k] = (plus - minus) / (2 * eps)
             ana = np.empty_like(num)
-            for j in range(total):
-                v = np.zeros(total); v[j] = 1.0
+            for j, v in enumerate(np.eye(total)):
                 ana[:, j] = analytic(v)[slot].ravel()
             err = np.abs(ana - num) - (atol + rtol * np.abs(num))
             if (err > 0).any() or not np.isfinite(ana).all():

@@ -313,7 +313,8 @@ def cmd_predict(args) -> int:
         img = Image.open(path).convert("L" if norm["channels"] == 1 else "RGB").resize((norm["size"],) * 2)
         a = np.asarray(img, np.float32) / 255.0
         a = a[None] if a.ndim == 2 else a.transpose(2, 0, 1)
-        batch.append((a - np.array(norm["mean"], np.float32)[:, None, None]) / np.array(norm["std"], np.float32)[:, None, None])
+        mean, std = (np.array(norm[k], np.float32)[:, None, None] for k in ("mean", "std"))
+        batch.append((a - mean) / std)
     with shendu.no_grad():
         probs = F.softmax(model(shendu.tensor(np.stack(batch))), dim=1).numpy()
     k = min(args.topk, probs.shape[1])

@@ -390,7 +390,8 @@ def _piecewise_op(name, fname, example, result):
 
     op.__name__ = op.__qualname__ = name
     op.__doc__ = (f"Elementwise ``{fname}``; piecewise constant, so its gradient is zero.\n\n"
-                  f"    >>> import shendu\n    >>> shendu.{name}(shendu.tensor({example})).tolist()\n    {result}\n    ")
+                  f"    >>> import shendu\n    >>> shendu.{name}(shendu.tensor({example})).tolist()\n"
+                  f"    {result}\n    ")
     return op
 
 

@@ -26,8 +26,7 @@ from shendu.backend import get_array_module
 from shendu.errors import ArgumentError, DTypeError, IndexOutOfRangeError, ShapeError, fmt_shape
 from shendu.ops._util import as_tensor_arg, ensure_float
 from shendu.ops.activation import softplus_array
-from shendu.ops.elementwise import sigmoid_array
-from shendu.ops.elementwise import _special
+from shendu.ops.elementwise import _special, sigmoid_array
 
 __all__ = [
     "cross_entropy", "nll_loss", "multi_margin_loss", "multiclass_hinge_loss", "svm_loss",

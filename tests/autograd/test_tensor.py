@@ -21,9 +21,9 @@ def test_default_dtypes_follow_torch():
 @pytest.mark.parametrize("expr", ["a * 2.5", "a / 2", "a + 0.5", "2 ** a"])
 def test_scalar_promotion_matches_torch(expr):
     for a_np in (np.array([1, 2, 3]), np.array([1.0, 2.0], np.float32), np.array([1.0, 2.0])):
-        a = shendu.from_numpy(a_np)
+        a = shendu.from_numpy(a_np)  # noqa: F841 - used by eval(expr)
         s = eval(expr)
-        a = torch.from_numpy(a_np)
+        a = torch.from_numpy(a_np)  # noqa: F841 - used by eval(expr)
         t = eval(expr)
         assert s.dtype == np.dtype(str(t.dtype).replace("torch.", "")), (expr, a_np.dtype)
         np.testing.assert_allclose(s.data, t.numpy(), rtol=1e-6)

@@ -6,8 +6,8 @@ outputs compared. Nothing here imports shendu.
 """
 
 import torch
-from torch import nn
 import torch.nn.functional as F
+from torch import nn
 
 
 # ----------------------------------------------------------------------------------------- AlexNet
