@@ -24,11 +24,13 @@ product: row 0 of both ``G`` and ``B^T`` (``N_0 = -1`` here) and the infinity pa
 ``B^T``, last column of ``A^T``). The matrices are not unique, so tests compare outputs.
 
 **The layer.** Tiles of ``m x m`` outputs read overlapping ``alpha x alpha`` input tiles
-(``alpha = m + 2``, stride m). ``U = G g G^T`` per (K, C) once; ``V = B^T d B`` per tile (one GEMM with
-``kron(B^T, B^T)``); then for each of the ``alpha^2`` transform positions one channel GEMM
-``M[xi] = U[xi] (K x C) @ V[xi] (C x tiles)``; finally ``Y = A^T M A`` (a GEMM with ``kron(A^T, A^T)``).
-3x3 kernels, stride 1 and dilation 1 only. Backward is the exact adjoint of these steps, so the input
-and the weight gradient are also alpha^2 channel GEMMs (see :func:`conv2d_grads`).
+(``alpha = m + 2``, stride m). ``U = G g G^T`` per (K, C) once; per chunk of images (threads run
+chunks in parallel) the input goes channels-last, so every tile gather copies contiguous runs of C
+values; ``V = B^T d B`` for all tiles is one GEMM with ``kron(B^T, B^T)``; then for each of the
+``alpha^2`` transform positions one channel GEMM ``M[xi] = V[xi] (tiles x C) @ U[xi]^T (C x K)``;
+finally ``Y = A^T M A`` (a GEMM with ``kron(A^T, A^T)``) and the tiles go back to NCHW. 3x3 kernels,
+stride 1 and dilation 1 only. Backward is the exact adjoint of these steps, so the input and the
+weight gradient are also alpha^2 channel GEMMs (see :func:`conv2d_grads`).
 """
 
 from __future__ import annotations
@@ -237,8 +239,8 @@ def _tiles(x_shape, pads, m):
 
 
 def _chunk(N, C, K, T1, dt) -> int:
-    """Images per chunk: about ``_CHUNK_BYTES`` of transformed tiles, but at least ~96 tiles so the
-    alpha^2 channel GEMMs are not too narrow."""
+    """Images per chunk: about im2col's ``_CHUNK_BYTES`` of transformed tiles, but at least ~96 tiles
+    so the alpha^2 channel GEMMs are not too narrow."""
     nb = gemm_chunk(N, 36 * (C + K) * T1 * dt.itemsize)
     return max(nb, min(-(-96 // T1), -(-N // 2)))
 
@@ -267,6 +269,22 @@ def _input_tiles(xh, m, th, tw, out):
     view = np.lib.stride_tricks.as_strided(xh, (a, a, n, th, tw, C), (sH, sW, sN, m * sH, m * sW, sC),
                                            writeable=False)
     np.copyto(out, view)
+
+
+def _overlap_add(tiles, m, th, tw, out):
+    """Sum the overlapping (m+2)^2 tiles ``tiles[i, j, n, ty, tx, c]`` into ``out[n, ty*m + i, tx*m + j, c]``
+    (the adjoint of :func:`_input_tiles`). The m x m cores of the tiles do not overlap, so they are
+    written with plain assignments (which also clear ``out``); only the 2-wide rims are added."""
+    a = m + 2
+    out[:, m * th:] = 0  # the last two rows and columns are reached only by rims
+    out[:, :m * th, m * tw:] = 0
+    for i in range(m):
+        for j in range(m):
+            out[:, i:i + m * th:m, j:j + m * tw:m, :] = tiles[i, j]
+    for i in range(a):
+        for j in range(a):
+            if i >= m or j >= m:
+                out[:, i:i + m * th:m, j:j + m * tw:m, :] += tiles[i, j]
 
 
 class _Buffers:
@@ -380,10 +398,7 @@ def conv2d_grads(gy, x, w, pads=(0, 0, 0, 0), groups=1, m=4, need_input=True, ne
             gd = s.get("b", (a, a, n, th, tw, C))
             np.matmul(KB.T, GX.reshape(a2, T * C), out=gd.reshape(a2, T * C))
             gxh = s.get("xh", (n, Hp, Wp, C))
-            gxh.fill(0)
-            for i in range(a):  # overlap-add: neighbouring tiles share 2 rows / columns
-                for j in range(a):
-                    gxh[:, i:i + m * th:m, j:j + m * tw:m, :] += gd[i, j]
+            _overlap_add(gd, m, th, tw, gxh)
             gx[lo:hi] = gxh[:, t:t + H, l:l + W, :].transpose(0, 3, 1, 2)
 
     states = parallel_chunks(run, N, nb, scratch)
