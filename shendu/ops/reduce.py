@@ -25,6 +25,7 @@ from shendu.backend import get_array_module
 from shendu.errors import ArgumentError, DTypeError, fmt_shape, normalize_dim, normalize_dims
 from shendu.ops._util import as_tensor_arg
 from shendu.ops.elementwise import maximum, minimum
+from shendu.ops.kernels.parallel import split_rows
 
 __all__ = [
     "sum", "mean", "prod", "max", "min", "amax", "amin", "var", "std", "norm", "logsumexp", "argmax",
@@ -335,6 +336,23 @@ def prod(input, dim=None, keepdim: bool = False, *, dtype=None) -> Tensor:
 
 
 # ------------------------------------------------------------------------------ max, min, amax, amin
+def _threaded_extreme(xp, x, axes, name):
+    """max/min of a large contiguous NumPy array over a trailing block of axes (or all of them), its rows
+    split over the cores (NumPy releases the GIL in reductions); None where that does not apply."""
+    if xp.__name__ != "numpy" or x.size < (1 << 20) or not x.flags.c_contiguous or x.dtype.kind not in "fiu":
+        return None
+    nd, k = x.ndim, len(axes)
+    if axes != tuple(range(nd - k, nd)) or (k == nd and x.size % 1024):
+        return None
+    reduce = getattr(xp, name)
+    rows = x.reshape(-1, 1024 if k == nd else math.prod(x.shape[nd - k:]))
+    out = xp.empty(rows.shape[0], x.dtype)
+    split_rows(lambda lo, hi: reduce(rows[lo:hi], axis=1, out=out[lo:hi]), rows.shape[0])
+    if k == nd:  # the rows were 1024-element slices of the flat array: reduce their results too
+        return reduce(out).reshape((1,) * nd)
+    return out.reshape(_kept_shape(x.shape, axes))
+
+
 class _Extreme(Function):
     """amax/amin over several axes; on ties the gradient is split evenly (as torch.amax)."""
 
@@ -342,7 +360,9 @@ class _Extreme(Function):
 
     def forward(ctx, x, axes, keepdim):
         xp = get_array_module(x)
-        y = getattr(xp, ctx.reduce)(x, axis=_np_axis(axes, x.ndim), keepdims=True)
+        y = _threaded_extreme(xp, x, axes, ctx.reduce)
+        if y is None:
+            y = getattr(xp, ctx.reduce)(x, axis=_np_axis(axes, x.ndim), keepdims=True)
         ctx.save_for_backward(x, y)
         ctx.axes = axes
         return _finish(xp, y, x.shape, axes, keepdim)

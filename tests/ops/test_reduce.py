@@ -198,3 +198,17 @@ def test_large_sum_and_mean_fast_path_accuracy(shape, dim, op):
     assert np.all(np.abs(got - want) <= 1e-5 * scale + 1e-6)
     ref = getattr(torch.from_numpy(x), op)() if dim is None else getattr(torch.from_numpy(x), op)(dim=dim)
     np.testing.assert_allclose(got, ref.numpy(), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("shape,dim", [((2000, 1000), None), ((2000, 1000), 1), ((4, 600, 700), (1, 2)),
+                                       ((3, 1000, 700), -1)])
+@pytest.mark.parametrize("op", ["amax", "amin"])
+def test_large_amax_amin_threaded_path(shape, dim, op):
+    """Large inputs split their rows over threads; the result must equal NumPy's exactly."""
+    x = np.random.default_rng(1).standard_normal(shape).astype(np.float32)
+    got = getattr(shendu, op)(shendu.tensor(x), dim=dim if dim is not None else ()).numpy()
+    want = getattr(np, op)(x, axis=dim)
+    np.testing.assert_array_equal(got, want)
+    t = shendu.tensor(x, requires_grad=True)
+    getattr(shendu, op)(t, dim=dim if dim is not None else ()).sum().backward()
+    assert t.grad.data.sum() == pytest.approx(np.size(want))

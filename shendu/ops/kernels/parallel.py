@@ -107,3 +107,19 @@ def _single_threaded_blas(blas, enter: bool) -> None:
             _state["active"] -= 1
             if _state["active"] == 0:
                 blas.set_num_threads(_state["blas_threads"])
+
+
+def split_rows(fn, n_rows: int) -> None:
+    """Call ``fn(lo, hi)`` on :func:`num_threads` contiguous slices of ``range(n_rows)`` at once.
+
+    For memory-bound NumPy reductions, which release the GIL: each thread reads its own rows.
+    """
+    threads = min(num_threads(), n_rows)
+    bounds = [n_rows * t // threads for t in range(threads + 1)]
+    if threads <= 1:
+        fn(0, n_rows)
+        return
+    futures = [_pool().submit(fn, bounds[t], bounds[t + 1]) for t in range(1, threads)]
+    fn(bounds[0], bounds[1])
+    for f in futures:
+        f.result()
