@@ -135,7 +135,23 @@ class LRScheduler:
         self._last_lr = _lrs(self.optimizer)
 
 
-class LambdaLR(LRScheduler):
+class _LambdaScheduler(LRScheduler):
+    """Shared by LambdaLR and MultiplicativeLR: one ``lr_lambda`` per parameter group, saved in the state
+    dict only when it is a callable object (plain functions and lambdas cannot be saved without pickle)."""
+
+    def __init__(self, optimizer: Optimizer, lr_lambda, last_epoch: int = -1):
+        self.optimizer = optimizer
+        self.lr_lambdas = _lambdas(type(self).__name__, optimizer, lr_lambda)
+        super().__init__(optimizer, last_epoch)
+
+    def state_dict(self) -> dict[str, Any]:
+        return _state_with_lambdas(self)
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        _load_with_lambdas(self, state_dict)
+
+
+class LambdaLR(_LambdaScheduler):
     """``lr = initial_lr * lr_lambda(last_epoch)``; one function, or a list with one per group.
 
     The function is called with 0 at construction, so an inverse-square-root schedule must guard
@@ -149,34 +165,12 @@ class LambdaLR(LRScheduler):
     [0.5]
     """
 
-    def __init__(self, optimizer: Optimizer, lr_lambda, last_epoch: int = -1):
-        self.optimizer = optimizer
-        self.lr_lambdas = _lambdas(type(self).__name__, optimizer, lr_lambda)
-        super().__init__(optimizer, last_epoch)
-
-    def state_dict(self) -> dict[str, Any]:
-        return _state_with_lambdas(self)
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        _load_with_lambdas(self, state_dict)
-
     def get_lr(self) -> list[float]:
         return [base * fn(self.last_epoch) for fn, base in zip(self.lr_lambdas, self.base_lrs)]
 
 
-class MultiplicativeLR(LRScheduler):
+class MultiplicativeLR(_LambdaScheduler):
     """``lr = lr * lr_lambda(last_epoch)`` at every step after the first (a running product)."""
-
-    def __init__(self, optimizer: Optimizer, lr_lambda, last_epoch: int = -1):
-        self.optimizer = optimizer
-        self.lr_lambdas = _lambdas(type(self).__name__, optimizer, lr_lambda)
-        super().__init__(optimizer, last_epoch)
-
-    def state_dict(self) -> dict[str, Any]:
-        return _state_with_lambdas(self)
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        _load_with_lambdas(self, state_dict)
 
     def get_lr(self) -> list[float]:
         if self._is_initial:
