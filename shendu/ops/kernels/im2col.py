@@ -23,6 +23,8 @@ Geometry arguments everywhere: ``stride=(sh, sw)``, ``pads=(top, bottom, left, r
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from shendu.ops.kernels.parallel import chunk_size, parallel_chunks
@@ -154,7 +156,7 @@ class _Scratch:
         if keep_zeros and self.n.get(name) != n:
             flat.fill(0)
             self.n[name] = n
-        return flat[:int(np.prod(shape))].reshape(shape)
+        return flat[:math.prod(shape)].reshape(shape)
 
 
 def conv2d(x, w, stride=(1, 1), pads=(0, 0, 0, 0), dilation=(1, 1), groups=1) -> np.ndarray:

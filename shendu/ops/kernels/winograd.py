@@ -36,6 +36,7 @@ weight gradient are also alpha^2 channel GEMMs (see :func:`conv2d_grads`).
 from __future__ import annotations
 
 import functools
+import math
 from fractions import Fraction
 
 import numpy as np
@@ -296,7 +297,7 @@ class _Buffers:
         self.flat = {k: np.empty(v, dtype) for k, v in sizes.items() if v}
 
     def get(self, name, shape):
-        return self.flat[name][:int(np.prod(shape))].reshape(shape)
+        return self.flat[name][:math.prod(shape)].reshape(shape)
 
 
 def conv2d(x, w, pads=(0, 0, 0, 0), groups=1, m=4) -> np.ndarray:
