@@ -35,6 +35,11 @@ DEFAULTS = {
     "label_smoothing": 0.0,
 }
 
+# Tasks besides classification live in their own modules: DEFAULTS (their options), train(cfg, run_dir,
+# resume) and optionally add_commands(sub) for commands such as `shendu detect`.
+TASKS = {"classify": None, "segment": "shendu.cli.task_segment", "detect": "shendu.cli.task_detect",
+         "gan": "shendu.cli.task_gan", "vae": "shendu.cli.task_vae"}
+
 DATASETS = ("fashion-mnist", "mnist", "digits", "cifar10")
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop", "adagrad")
 SCHEDULES = ("none", "step", "cosine", "onecycle")
@@ -47,7 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("train", help="train a model (default: the reference CNN on Fashion-MNIST or digits)")
     t.add_argument("--config", help="JSON file of options; flags given on the command line override it")
-    t.add_argument("--task", choices=["classify"], help="what to train (default classify)")
+    t.add_argument("--task", choices=list(TASKS), help="what to train (default classify); segment, detect, gan "
+                   "and vae take their own defaults (see docs/)")
     t.add_argument("--model", help="a name from `shendu models`")
     t.add_argument("--dataset", choices=DATASETS)
     t.add_argument("--data-root", dest="data_root", help="folder holding the dataset files")
@@ -84,7 +90,24 @@ def build_parser() -> argparse.ArgumentParser:
 
     pl = sub.add_parser("plot", help="write loss/accuracy/learning-rate plots of a run folder")
     pl.add_argument("run_dir")
+    for module in _task_modules():
+        if hasattr(module, "add_commands"):
+            module.add_commands(sub)
     return p
+
+
+def _task_modules() -> list:
+    """The task modules that are installed (each imports its heavy dependencies lazily)."""
+    import importlib
+
+    modules = []
+    for name in filter(None, TASKS.values()):
+        try:
+            modules.append(importlib.import_module(name))
+        except ModuleNotFoundError as exc:
+            if exc.name != name:  # the module exists but something it needs is missing: say so
+                raise
+    return modules
 
 
 # ----------------------------------------------------------------------------------------------- data
@@ -214,9 +237,44 @@ def build_run(cfg):
     return model, train_loader, test_loader, loss_fn, optimizer, callbacks, norm
 
 
+def train_task(task: str, args) -> int:
+    """``shendu train --task segment|detect|gan|vae``: the task module's defaults, updated by the config
+    file and the flags given, saved as ``config.json`` in the run folder, then the module's ``train``."""
+    import importlib
+
+    from shendu.io.atomic import atomic_write
+
+    module = importlib.import_module(TASKS[task])
+    if args.resume:
+        cfg, run_dir = _run_config(args.resume), _run_dir(args.resume)
+        print(f"shendu train: resuming {run_dir} (task {task})")
+        return module.train(cfg, run_dir, True)
+    given = {}
+    if args.config:
+        with open(args.config) as f:
+            given.update(json.load(f))
+    given.update({k: v for k, v in vars(args).items()
+                  if k in DEFAULTS and k not in ("task", "out") and v is not None})
+    unknown = sorted(set(given) - set(module.DEFAULTS) - {"task"})
+    if unknown:
+        raise SystemExit(f"shendu train --task {task}: option(s) {', '.join(unknown)} do not apply; "
+                         f"its options: {', '.join(sorted(module.DEFAULTS))}")
+    cfg = {**module.DEFAULTS, **given, "task": task}
+    run_dir = args.out or cfg.get("out") or os.path.join(
+        "runs", f"{task}-{cfg.get('model', task)}-{time.strftime('%Y%m%d-%H%M%S')}")
+    cfg["out"] = run_dir
+    os.makedirs(run_dir, exist_ok=True)
+    atomic_write(os.path.join(run_dir, "config.json"), json.dumps(cfg, indent=2, default=str))
+    print(f"shendu train: task {task}, run folder {run_dir}")
+    return module.train(cfg, run_dir, False)
+
+
 def cmd_train(args) -> int:
     from shendu.train import evaluate, fit
 
+    task = args.task or (_run_config(args.resume).get("task", "classify") if args.resume else "classify")
+    if task != "classify":
+        return train_task(task, args)
     if args.resume:
         cfg = _run_config(args.resume)
         run_dir = _run_dir(args.resume)
@@ -376,7 +434,7 @@ def main(argv=None) -> int:
     from shendu.errors import ShenduError
 
     try:
-        return COMMANDS[args.command](args)
+        return (getattr(args, "func", None) or COMMANDS[args.command])(args)
     except ShenduError as exc:
         print(f"shendu {args.command}: error: {exc}", file=sys.stderr)
         return 2

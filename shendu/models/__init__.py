@@ -22,3 +22,4 @@ from shendu.models.googlenet import *  # noqa: F401,F403
 from shendu.models.resnet import *  # noqa: F401,F403
 from shendu.models.resnet_keras import *  # noqa: F401,F403
 from shendu.models.fmnist import *  # noqa: F401,F403
+from shendu.models.recurrent import *  # noqa: F401,F403

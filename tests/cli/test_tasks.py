@@ -1,0 +1,44 @@
+"""`shendu train --task NAME` hands a resolved config to the task module (segment, detect, gan, vae)."""
+
+import json
+import sys
+import types
+
+import pytest
+
+from shendu import cli
+
+
+@pytest.fixture
+def fake_task(monkeypatch):
+    calls = []
+    module = types.ModuleType("fake_task_module")
+    module.DEFAULTS = {"model": "tiny", "epochs": 3, "lr": 0.1, "seed": 0, "out": None}
+    module.train = lambda cfg, run_dir, resume: calls.append((dict(cfg), run_dir, resume)) or 0
+    monkeypatch.setitem(sys.modules, "fake_task_module", module)
+    monkeypatch.setitem(cli.TASKS, "fake", "fake_task_module")
+    return calls
+
+
+def test_flags_override_the_task_defaults_and_the_config_is_saved(fake_task, tmp_path):
+    run = tmp_path / "run"
+    assert cli.main(["train", "--task", "fake", "--epochs", "7", "--out", str(run)]) == 0
+    cfg, run_dir, resume = fake_task[0]
+    assert (cfg["epochs"], cfg["lr"], cfg["model"], cfg["task"], run_dir, resume) == (7, 0.1, "tiny", "fake",
+                                                                                        str(run), False)
+    assert json.loads((run / "config.json").read_text())["epochs"] == 7
+
+
+def test_resume_reads_the_saved_config(fake_task, tmp_path):
+    run = tmp_path / "run"
+    cli.main(["train", "--task", "fake", "--lr", "0.5", "--out", str(run)])
+    assert cli.main(["train", "--resume", str(run)]) == 0
+    cfg, run_dir, resume = fake_task[1]
+    assert (cfg["lr"], cfg["task"], resume) == (0.5, "fake", True)
+
+
+def test_an_option_the_task_does_not_take_is_refused_before_anything_is_written(fake_task, tmp_path):
+    run = tmp_path / "run"
+    with pytest.raises(SystemExit, match="dataset do not apply; its options: epochs, lr, model"):
+        cli.main(["train", "--task", "fake", "--dataset", "digits", "--out", str(run)])
+    assert not run.exists() and not fake_task
