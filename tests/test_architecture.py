@@ -58,10 +58,11 @@ def test_imports_flow_one_way():
 def test_function_code_uses_the_array_module_seam():
     """forward/backward of every op must not name numpy directly (they use xp = get_array_module(...))."""
     import shendu.functional  # noqa: F401 - loads every op family
+    import shendu.vision.ops  # noqa: F401 - and the vision ops
 
     offenders = []
     for cls in _all_subclasses(shendu.Function):
-        if not cls.__module__.startswith("shendu.ops"):
+        if not cls.__module__.startswith(("shendu.ops", "shendu.vision.ops")):
             continue
         for meth in ("forward", "backward"):
             fn = cls.__dict__.get(meth)
