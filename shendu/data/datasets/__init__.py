@@ -7,3 +7,4 @@ from shendu.data.datasets.digits import Digits, load_digits  # noqa: F401
 from shendu.data.datasets.folder import ImageFolder  # noqa: F401
 from shendu.data.datasets.idx import read_idx  # noqa: F401
 from shendu.data.datasets.mnist import MNIST, FashionMNIST, fetch, find_files  # noqa: F401
+from shendu.data.datasets.scenes import FashionScenes, collate_scenes  # noqa: F401

@@ -1,0 +1,84 @@
+"""FCN-32s / 16s / 8s (and the encoder-decoders, and the sliding-window baseline) on FashionScenes: the table.
+
+Trains each model with ``shendu train --task segment`` (:mod:`shendu.cli.task_segment`) in
+``OUT/<model>`` and writes ``OUT/table.md``, laid out like Table 1/2 of the FCN paper: pixel accuracy, mean
+accuracy, mean IoU and frequency-weighted IoU on the FashionScenes *test* split (items of Fashion-MNIST's test
+set), from the last epoch of each run, with the inference time per image and the parameter count.
+
+    python examples/segmentation_fcn.py                          # fcn32s, fcn16s, fcn8s (defaults below)
+    python examples/segmentation_fcn.py --models fcn8s,unpool --epochs 4 --train-scenes 20000
+    python examples/segmentation_fcn.py --table-only             # rebuild the table from finished runs
+
+A run that already exists is resumed (so an interrupted script continues where it stopped) and a finished
+one is only read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+
+from shendu.cli import task_segment
+
+NAMES = {"fcn32s": "FCN-32s", "fcn16s": "FCN-16s", "fcn8s": "FCN-8s", "unpool": "SegNet-style (max unpooling)",
+         "nearest": "nearest-neighbour decoder", "nails": "bed-of-nails decoder", "sliding": "sliding window"}
+
+
+def last_row(run_dir: str) -> dict | None:
+    path = os.path.join(run_dir, "metrics.jsonl")
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        rows = [json.loads(line) for line in f if line.strip()]
+    return rows[-1] if rows else None
+
+
+def table(out: str, models: list) -> str:
+    lines = ["| model | pixel acc. | mean acc. | mean IoU | f.w. IoU | test scenes | ms / image | epochs x scenes |",
+             "|---|---|---|---|---|---|---|---|"]
+    for m in models:
+        row = last_row(os.path.join(out, m))
+        if row is None:
+            continue
+        with open(os.path.join(out, m, "config.json")) as f:
+            cfg = json.load(f)
+        scenes = (cfg["steps_per_epoch"] or cfg["train_scenes"] // cfg["batch_size"]) * cfg["batch_size"]
+        lines.append(f"| {NAMES.get(m, m)} | {100 * row['test_pixel_accuracy']:.1f} | "
+                     f"{100 * row['test_mean_accuracy']:.1f} | {100 * row['test_mean_iou']:.1f} | "
+                     f"{100 * row['test_frequency_weighted_iou']:.1f} | {row['test_scenes']} | "
+                     f"{1000 * row['test_seconds_per_image']:.1f} | {row['epoch']} x {scenes} |")
+    text = "\n".join(lines) + "\n"
+    with open(os.path.join(out, "table.md"), "w") as f:
+        f.write(text)
+    return text
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--models", default="fcn32s,fcn16s,fcn8s")
+    p.add_argument("--out", default="runs/segmentation")
+    p.add_argument("--epochs", type=int, default=task_segment.DEFAULTS["epochs"])
+    p.add_argument("--train-scenes", type=int, default=task_segment.DEFAULTS["train_scenes"])
+    p.add_argument("--test-scenes", type=int, default=task_segment.DEFAULTS["test_scenes"])
+    p.add_argument("--batch-size", type=int, default=task_segment.DEFAULTS["batch_size"])
+    p.add_argument("--lr", type=float, default=task_segment.DEFAULTS["lr"])
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--table-only", action="store_true")
+    args = p.parse_args()
+    models = [m for m in args.models.split(",") if m]
+    if not args.table_only:
+        for m in models:
+            run_dir = os.path.join(args.out, m)
+            row = last_row(run_dir)
+            if row is not None and row["epoch"] >= args.epochs:
+                continue
+            cfg = {**task_segment.DEFAULTS, "model": m, "epochs": args.epochs, "train_scenes": args.train_scenes,
+                   "test_scenes": args.test_scenes, "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed}
+            resume = os.path.exists(os.path.join(run_dir, "checkpoints", "last", "state.json"))
+            task_segment.train(cfg, run_dir, resume=resume)
+    print(table(args.out, models), end="")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,335 @@
+"""``shendu train --task segment``: semantic segmentation of FashionScenes; ``shendu segment``: run a model on an image.
+
+Models (:mod:`shendu.vision.segmentation`): ``fcn32s``, ``fcn16s``, ``fcn8s``, the encoder-decoders
+``unpool`` (SegNet max unpooling), ``nearest`` and ``nails`` (bed of nails), and the ``sliding`` window
+patch classifier baseline. The masks have 11 classes: background and the 10 Fashion-MNIST classes.
+
+Each epoch is ``steps_per_epoch`` steps (default one pass over ``train_scenes``) along a fresh permutation of
+the training scenes (items of the Fashion-MNIST *train* split), with random left-right flips; the loss is
+the per-pixel cross-entropy (``sliding``: the cross-entropy of ``patches_per_scene`` random windows per
+scene, each labelled with its centre pixel). After each epoch the model is scored on ``test_scenes`` scenes
+of the *test* split: the FCN paper's pixel accuracy, mean accuracy, mIoU and frequency-weighted IoU from
+one confusion matrix over the whole set (see :mod:`shendu.vision.metrics.segmentation`), and the inference
+time per image. The run folder gets ``metrics.jsonl`` (one row per epoch), ``config.json``,
+``checkpoints/last`` and ``checkpoints/best`` (highest test mIoU; the figures to report are the last
+epoch's, which select nothing on the test set), ``segmentation.png`` (test images / truth / prediction) and
+``curves.png``. ``--resume`` continues after the last finished epoch with the same schedule.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import time
+
+import numpy as np
+
+__all__ = ["DEFAULTS", "MODELS", "train", "evaluate", "predict", "colorize", "save_segmentation_figure",
+           "load_segmenter", "add_commands"]
+
+DEFAULTS = {
+    "model": "fcn8s",
+    "epochs": 8,
+    "batch_size": 32,
+    "lr": 2e-3,
+    "weight_decay": 0.0,
+    "seed": 0,
+    "out": None,
+    "max_steps": None,
+    "data_root": None,
+    "image_size": 64,          # canvas side (a multiple of 32)
+    "max_objects": 3,
+    "scale_min": 20,           # an item's longer side is scale_min..scale_max px
+    "scale_max": 36,
+    "train_scenes": 60000,     # scenes to draw from (scene i is fixed by the seed)
+    "steps_per_epoch": None,   # default: one pass over train_scenes
+    "test_scenes": 1000,       # scored after every epoch (sliding: at most sliding_test_scenes)
+    "flip": True,
+    "patch": 33,               # sliding: window side
+    "patches_per_scene": 32,   # sliding: training windows drawn per scene
+    "sliding_test_scenes": 20,
+}
+
+MODELS = ("fcn32s", "fcn16s", "fcn8s", "unpool", "nearest", "nails", "sliding")
+
+
+# ------------------------------------------------------------------------------------------------- data
+def _scenes(cfg: dict, split: str, length: int):
+    from shendu.data.datasets.scenes import FashionScenes
+
+    return FashionScenes(split, size=cfg["image_size"], max_objects=cfg["max_objects"], seed=cfg["seed"],
+                         root=cfg["data_root"], length=length, scale=(cfg["scale_min"], cfg["scale_max"]))
+
+
+def _build(cfg: dict, num_classes: int):
+    from shendu.vision.segmentation import segmentation_model
+
+    if cfg["model"] not in MODELS:
+        raise SystemExit(f"shendu train --task segment: unknown model {cfg['model']!r}; "
+                         f"choose from {', '.join(MODELS)}")
+    if cfg["model"] == "sliding":
+        return segmentation_model("sliding", num_classes, patch=cfg["patch"])
+    if cfg["image_size"] % 32:
+        raise SystemExit(f"shendu train --task segment: image_size must be a multiple of 32, got {cfg['image_size']}")
+    return segmentation_model(cfg["model"], num_classes)
+
+
+def _lr_at(cfg: dict, step: int, total: int) -> float:
+    """Linear warm-up over the first 3% of the steps, then cosine decay to 0 (a function of the step alone,
+    so a resumed run follows the same schedule)."""
+    warm = max(1, int(0.03 * total))
+    if step < warm:
+        return cfg["lr"] * (step + 1) / warm
+    return cfg["lr"] * 0.5 * (1 + np.cos(np.pi * min(1.0, (step - warm) / max(1, total - warm))))
+
+
+def _loss(model, cfg, images: np.ndarray, masks: np.ndarray, rng: np.random.Generator):
+    import shendu
+    import shendu.functional as F
+
+    if cfg["model"] != "sliding":
+        return F.cross_entropy(model(shendu.tensor(images)), shendu.tensor(masks))
+    from shendu.vision.segmentation import extract_patches
+
+    B, _, H, W = images.shape
+    index = np.repeat(np.arange(B), cfg["patches_per_scene"])
+    ys, xs = rng.integers(0, H, len(index)), rng.integers(0, W, len(index))
+    patches = extract_patches(images, index, ys, xs, model.patch)
+    return F.cross_entropy(model(shendu.tensor(patches)), shendu.tensor(masks[index, ys, xs]))
+
+
+# ------------------------------------------------------------------------------------------- evaluation
+def predict(model, images: np.ndarray) -> np.ndarray:
+    """Label maps ``(N, H, W)`` int64 for images ``(N, 1, H, W)``; eval mode, no graph."""
+    import shendu
+
+    model.eval()
+    with shendu.no_grad():
+        x = shendu.tensor(np.asarray(images, np.float32))
+        logits = model.segment(x) if hasattr(model, "segment") else model(x)
+    return logits.data.argmax(1)
+
+
+def evaluate(model, scenes, batch_size: int = 100, limit: int | None = None) -> dict:
+    """FCN metrics of ``model`` on (the first ``limit``) scenes, one confusion matrix over all of them,
+    with the confusion matrix itself and the inference seconds per image."""
+    from shendu.vision.metrics.segmentation import SegmentationMetrics
+
+    n = len(scenes) if limit is None else min(limit, len(scenes))
+    metric = SegmentationMetrics(len(scenes.classes))
+    seconds = 0.0
+    for start in range(0, n, batch_size):
+        batch = scenes.generate(np.arange(start, min(start + batch_size, n)))
+        t0 = time.perf_counter()
+        pred = predict(model, batch["images"])
+        seconds += time.perf_counter() - t0
+        metric.update(pred, batch["masks"])
+    return {**metric.compute(), "confusion_matrix": metric.matrix.tolist(), "seconds_per_image": seconds / max(n, 1),
+            "scenes": n}
+
+
+# ---------------------------------------------------------------------------------------------- figures
+PALETTE = np.array([(0, 0, 0), (230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48),
+                    (145, 30, 180), (70, 240, 240), (240, 50, 230), (210, 245, 60), (250, 190, 212),
+                    (170, 110, 40), (128, 128, 128)], np.uint8)
+
+
+def colorize(mask: np.ndarray) -> np.ndarray:
+    """RGB ``(H, W, 3)`` uint8 of a label map: background black, one fixed colour per class."""
+    return PALETTE[np.asarray(mask) % len(PALETTE)]
+
+
+def _png(image, path: str) -> str:
+    from shendu.io.atomic import atomic_write
+
+    buf = io.BytesIO()
+    image.save(buf, format="PNG")
+    atomic_write(path, buf.getvalue())
+    return path
+
+
+def save_segmentation_figure(images: np.ndarray, truth: np.ndarray, pred: np.ndarray, classes, path: str,
+                             zoom: int = 3) -> str:
+    """A PNG with one row per scene: the image, the true mask, the predicted mask; a colour legend below."""
+    from PIL import Image, ImageDraw
+
+    images = np.asarray(images, np.float32).reshape(len(images), *np.shape(images)[-2:])
+    N, H, W = images.shape
+    grey = np.repeat((np.clip(images, 0, 1) * 255).astype(np.uint8)[..., None], 3, -1)
+    rows = [np.concatenate([g, colorize(t), colorize(p)], 1) for g, t, p in zip(grey, truth, pred)]
+    sheet = np.concatenate(rows, 0).repeat(zoom, 0).repeat(zoom, 1)
+    legend_h = 14 * ((len(classes) + 2) // 3) + 20
+    canvas = Image.new("RGB", (sheet.shape[1], sheet.shape[0] + legend_h))
+    canvas.paste(Image.fromarray(sheet), (0, 0))
+    draw = ImageDraw.Draw(canvas)
+    draw.text((2, sheet.shape[0] + 2), "image | truth | prediction", fill=(255, 255, 255))
+    col_w = sheet.shape[1] // 3
+    for c, name in enumerate(classes):
+        x, y = (c % 3) * col_w + 2, sheet.shape[0] + 18 + 14 * (c // 3)
+        draw.rectangle([x, y + 2, x + 9, y + 11], fill=tuple(int(v) for v in PALETTE[c % len(PALETTE)]))
+        draw.text((x + 13, y), str(name), fill=(255, 255, 255))
+    return _png(canvas, path)
+
+
+# ------------------------------------------------------------------------------------------------ train
+def train(cfg: dict, run_dir: str, resume: bool) -> int:
+    import shendu
+    from shendu import optim
+    from shendu.train import load_checkpoint, plots, save_checkpoint
+
+    cfg = {**DEFAULTS, **cfg}
+    os.makedirs(run_dir, exist_ok=True)
+    ckpt_dir = os.path.join(run_dir, "checkpoints")
+    if resume:
+        state = os.path.join(ckpt_dir, "last", "state.json")
+        if not os.path.exists(state):
+            raise SystemExit(f"shendu train --task segment: nothing to resume in {run_dir!r} (no checkpoints/last)")
+        with open(state, encoding="utf-8") as f:
+            saved = json.load(f)["config"]
+        # The run keeps its saved settings; only a changed epochs / max_steps extends or shortens it.
+        cfg = {**saved, **{k: cfg[k] for k in ("epochs", "max_steps") if cfg.get(k) != DEFAULTS[k]}}
+    shendu.manual_seed(cfg["seed"])
+    train_set = _scenes(cfg, "train", cfg["train_scenes"])
+    test_set = _scenes(cfg, "test", cfg["test_scenes"])
+    classes = list(train_set.classes)
+    cfg["classes"], cfg["task"] = classes, "segment"
+    model = _build(cfg, len(classes))
+    optimizer = optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg["lr"],
+                           weight_decay=cfg["weight_decay"])
+    steps_per_epoch = cfg["steps_per_epoch"] or max(1, len(train_set) // cfg["batch_size"])
+    total = cfg["epochs"] * steps_per_epoch
+    if cfg["max_steps"]:
+        total = min(total, int(cfg["max_steps"]))
+    test_limit = cfg["sliding_test_scenes"] if cfg["model"] == "sliding" else None
+    epoch, step, history, best = 0, 0, [], -1.0
+    if resume:
+        tree = load_checkpoint(os.path.join(ckpt_dir, "last"), model, optimizer)
+        epoch, step = tree["epoch"], tree["step"]
+        history = (tree.get("extra") or {}).get("history", [])
+        best = max([h["test_mean_iou"] for h in history] or [-1.0])
+        print(f"shendu train: resuming {run_dir} after epoch {epoch} (step {step})")
+    with open(os.path.join(run_dir, "config.json"), "w", encoding="utf-8") as f:
+        json.dump(cfg, f, indent=1)
+    n_params = sum(p.numel() for p in model.parameters())
+    print(f"shendu train: segment {cfg['model']} ({n_params:,} parameters) on FashionScenes {cfg['image_size']}px, "
+          f"{cfg['epochs']} epochs x {steps_per_epoch} steps of {cfg['batch_size']}, run folder {run_dir}")
+
+    while epoch < cfg["epochs"] and step < total:
+        rng = np.random.default_rng([cfg["seed"], epoch])  # the epoch's order, flips and windows
+        order = rng.permutation(len(train_set))
+        model.train()
+        t0, loss_sum, n = time.time(), 0.0, 0
+        for b in range(steps_per_epoch):
+            if step >= total:
+                break
+            batch = train_set.generate(order[b * cfg["batch_size"]:(b + 1) * cfg["batch_size"]])
+            images, masks = batch["images"], batch["masks"]
+            if cfg["flip"]:
+                flip = rng.random(len(images)) < 0.5
+                images = np.ascontiguousarray(np.where(flip[:, None, None, None], images[..., ::-1], images))
+                masks = np.ascontiguousarray(np.where(flip[:, None, None], masks[..., ::-1], masks))
+            for group in optimizer.param_groups:
+                group["lr"] = _lr_at(cfg, step, total)
+            loss = _loss(model, cfg, images, masks, rng)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            value = float(loss.item())
+            if not np.isfinite(value):
+                raise SystemExit(f"shendu train: the loss became {value} at step {step}; lower --lr")
+            loss_sum, n, step = loss_sum + value, n + 1, step + 1
+        epoch += 1
+        train_time = time.time() - t0
+        test = evaluate(model, test_set, limit=test_limit)
+        row = {"epoch": epoch, "step": step, "loss": loss_sum / max(n, 1), "time": round(train_time, 1),
+               **{"test_" + k: v for k, v in test.items() if k != "confusion_matrix"}}
+        history.append(row)
+        with open(os.path.join(run_dir, "metrics.jsonl"), "a", encoding="utf-8") as f:
+            f.write(json.dumps(row) + "\n")
+        extra = {"history": history, "confusion_matrix": test["confusion_matrix"]}
+        save_checkpoint(os.path.join(ckpt_dir, "last"), model, optimizer, epoch=epoch, step=step, config=cfg,
+                        extra=extra)
+        if row["test_mean_iou"] > best:
+            best = row["test_mean_iou"]
+            save_checkpoint(os.path.join(ckpt_dir, "best"), model, optimizer, epoch=epoch, step=step, config=cfg,
+                            extra=extra)
+        shown = test_set.generate(np.arange(min(8, len(test_set))))
+        save_segmentation_figure(shown["images"], shown["masks"], predict(model, shown["images"]), classes,
+                                 os.path.join(run_dir, "segmentation.png"))
+        plots.plot_curves({k: [h.get(k) for h in history] for k in
+                           ("epoch", "loss", "test_mean_iou", "test_pixel_accuracy", "test_mean_accuracy")},
+                          os.path.join(run_dir, "curves.png"))
+        print(f"epoch {epoch}/{cfg['epochs']}: loss {row['loss']:.4f}, test mIoU {row['test_mean_iou']:.4f}, "
+              f"pixel acc {row['test_pixel_accuracy']:.4f}, mean acc {row['test_mean_accuracy']:.4f}, "
+              f"fw IoU {row['test_frequency_weighted_iou']:.4f} ({test['scenes']} scenes, "
+              f"{1000 * row['test_seconds_per_image']:.1f} ms/image), {train_time:.0f}s")
+    return 0
+
+
+# ------------------------------------------------------------------------------------------ shendu segment
+def load_segmenter(path: str):
+    """``(model, config)`` from a run folder or a checkpoint folder of ``--task segment``."""
+    from shendu.train import load_checkpoint
+
+    folder = os.path.normpath(path)
+    if not os.path.exists(os.path.join(folder, "state.json")):
+        found = [c for c in (os.path.join(folder, "checkpoints", n) for n in ("best", "last"))
+                 if os.path.exists(os.path.join(c, "state.json"))]
+        if not found:
+            raise SystemExit(f"shendu segment: no checkpoint in {path!r} (expected checkpoints/best or /last)")
+        folder = found[0]
+    tree = load_checkpoint(folder, restore_rng=False)
+    cfg = tree["config"]
+    if not cfg or cfg.get("task") != "segment":
+        raise SystemExit(f"shendu segment: {folder!r} is not a checkpoint of `shendu train --task segment`")
+    model = _build(cfg, len(cfg["classes"]))
+    model.load_state_dict(tree["model"])
+    model.eval()
+    return model, cfg
+
+
+def _read_canvas(path: str, size: int) -> np.ndarray:
+    """The image as float32 (size, size) in [0, 1]: an .npy canvas (H, W) or (1, H, W), or an image file
+    read as greyscale; resized (bilinear) when its size differs."""
+    from PIL import Image
+
+    if path.endswith(".npy"):
+        a = np.load(path, allow_pickle=False).astype(np.float32)
+        a = a.reshape(a.shape[-2:]) if a.ndim == 3 and a.shape[0] == 1 else a
+        if a.ndim != 2:
+            raise SystemExit(f"shendu segment: {path} holds an array of shape {a.shape}; expected (H, W) or (1, H, W)")
+        if a.max() > 1.0:  # 0..255 grey levels
+            a = a / 255.0
+        img = Image.fromarray(a, mode="F")
+    else:
+        img = Image.open(path).convert("L")
+    if img.size != (size, size):
+        img = img.resize((size, size), Image.BILINEAR)
+    a = np.asarray(img, np.float32)
+    return a if path.endswith(".npy") else a / 255.0
+
+
+def cmd_segment(args) -> int:
+    try:
+        from PIL import Image
+    except ImportError:
+        raise SystemExit("shendu segment: reading and writing images needs Pillow (`pip install pillow`)") from None
+    model, cfg = load_segmenter(args.checkpoint)
+    canvas = _read_canvas(args.image, cfg["image_size"])
+    mask = predict(model, canvas[None, None])[0]
+    names = cfg["classes"]
+    counts = np.bincount(mask.reshape(-1), minlength=len(names))
+    for c in np.flatnonzero(counts):
+        print(f"{names[c]:<12} {counts[c]:6d} px")
+    out = args.out or os.path.splitext(args.image)[0] + "_segmentation.png"
+    print(_png(Image.fromarray(colorize(mask)), out))
+    return 0
+
+
+def add_commands(sub) -> None:
+    p = sub.add_parser("segment", help="write the coloured class mask a segmentation model predicts for an image")
+    p.add_argument("checkpoint", help="a run folder of `shendu train --task segment` or one of its checkpoints")
+    p.add_argument("image", help="an image file (read as greyscale) or an .npy canvas; resized to the model's size")
+    p.add_argument("--out", help="PNG to write (default IMAGE_segmentation.png)")
+    p.set_defaults(func=cmd_segment)

@@ -1,0 +1,106 @@
+"""``shendu train --task segment`` and ``shendu segment``, called directly with tiny settings."""
+
+import argparse
+import json
+import os
+
+import numpy as np
+import pytest
+
+from shendu.cli import task_segment
+from shendu.data.datasets import mnist
+from shendu.errors import DataError
+
+
+def _fmnist_present() -> bool:
+    try:
+        mnist.find_files("fashion-mnist", "train")
+        return True
+    except DataError:
+        return False
+
+
+pytestmark = pytest.mark.skipif(not _fmnist_present(), reason="needs the Fashion-MNIST files")
+
+TINY = dict(image_size=32, scale_min=8, scale_max=16, max_objects=2, train_scenes=16, batch_size=8, test_scenes=8,
+            epochs=1)
+
+
+def _rows(run_dir):
+    with open(os.path.join(run_dir, "metrics.jsonl")) as f:
+        return [json.loads(line) for line in f]
+
+
+@pytest.fixture(scope="module")
+def fcn_run(tmp_path_factory):
+    run_dir = str(tmp_path_factory.mktemp("seg") / "run")
+    cfg = {**task_segment.DEFAULTS, **TINY, "model": "fcn8s"}
+    assert task_segment.train(cfg, run_dir, resume=False) == 0
+    return run_dir, cfg
+
+
+def test_train_writes_metrics_checkpoints_and_figures(fcn_run):
+    run_dir, _ = fcn_run
+    for name in ("metrics.jsonl", "config.json", "segmentation.png", "curves.png", "checkpoints/last/state.json",
+                 "checkpoints/best/state.json"):
+        assert os.path.exists(os.path.join(run_dir, name)), name
+    (row,) = _rows(run_dir)
+    assert row["epoch"] == 1 and row["step"] == 2 and row["test_scenes"] == 8
+    for key in ("test_pixel_accuracy", "test_mean_accuracy", "test_mean_iou", "test_frequency_weighted_iou"):
+        assert 0.0 <= row[key] <= 1.0
+    assert len(row["test_iou"]) == 11 and np.isfinite(row["loss"]) and row["test_seconds_per_image"] > 0
+    from PIL import Image
+
+    assert Image.open(os.path.join(run_dir, "segmentation.png")).size[0] == 3 * 32 * 3  # image | truth | pred
+
+
+def test_resume_continues_after_the_last_epoch(fcn_run, capsys):
+    run_dir, cfg = fcn_run
+    assert task_segment.train({**cfg, "epochs": 2}, run_dir, resume=True) == 0
+    assert "resuming" in capsys.readouterr().out
+    rows = _rows(run_dir)
+    assert [r["epoch"] for r in rows] == [1, 2] and rows[1]["step"] == 4
+
+
+def test_segment_command_writes_a_coloured_mask(fcn_run, tmp_path, capsys):
+    from PIL import Image
+
+    run_dir, _ = fcn_run
+    parser = argparse.ArgumentParser()
+    task_segment.add_commands(parser.add_subparsers())
+    canvas = np.zeros((32, 32), np.float32)
+    canvas[8:24, 10:20] = 0.9
+    np.save(tmp_path / "canvas.npy", canvas)
+    Image.fromarray((canvas * 255).astype(np.uint8)).resize((50, 40)).save(tmp_path / "scene.png")
+    for name in ("canvas.npy", "scene.png"):
+        out = str(tmp_path / f"{name}.mask.png")
+        args = parser.parse_args(["segment", run_dir, str(tmp_path / name), "--out", out])
+        assert args.func(args) == 0
+        mask = np.asarray(Image.open(out))
+        assert mask.shape == (32, 32, 3) and mask.dtype == np.uint8
+        assert set(map(tuple, mask.reshape(-1, 3))) <= set(map(tuple, task_segment.PALETTE.tolist()))
+    assert " px" in capsys.readouterr().out
+
+
+def test_sliding_window_model_trains_and_scores(tmp_path):
+    cfg = {**task_segment.DEFAULTS, **TINY, "model": "sliding", "patch": 9, "patches_per_scene": 4,
+           "sliding_test_scenes": 2}
+    assert task_segment.train(cfg, str(tmp_path / "sliding"), resume=False) == 0
+    (row,) = _rows(tmp_path / "sliding")
+    assert row["test_scenes"] == 2 and 0 <= row["test_mean_iou"] <= 1
+
+
+def test_bad_settings_stop_with_a_message(tmp_path):
+    with pytest.raises(SystemExit, match="unknown model"):
+        task_segment.train({**TINY, "model": "unet"}, str(tmp_path / "a"), resume=False)
+    with pytest.raises(SystemExit, match="multiple of 32"):
+        task_segment.train({**TINY, "image_size": 48}, str(tmp_path / "b"), resume=False)
+    with pytest.raises(SystemExit, match="nothing to resume"):
+        task_segment.train(dict(TINY), str(tmp_path / "c"), resume=True)
+
+
+def test_metric_helpers_and_palette():
+    mask = np.array([[0, 1], [10, 3]])
+    rgb = task_segment.colorize(mask)
+    assert rgb.shape == (2, 2, 3) and tuple(rgb[0, 0]) == (0, 0, 0)
+    assert len({tuple(c) for c in task_segment.PALETTE[:11].tolist()}) == 11  # 11 distinct class colours
