@@ -14,3 +14,4 @@ from shendu.nn.module import *  # noqa: F401,F403
 from shendu.nn.normalization import *  # noqa: F401,F403
 from shendu.nn.pooling import *  # noqa: F401,F403
 from shendu.nn.rnn import *  # noqa: F401,F403
+from shendu.nn.regularization import *  # noqa: F401,F403

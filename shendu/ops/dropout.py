@@ -1,5 +1,6 @@
-"""Dropout family: ``dropout``, ``dropout1d``/``dropout2d`` (whole channels), ``alpha_dropout`` and
-``dropconnect_linear`` (drops weights instead of activations).
+"""Dropout family: ``dropout``, ``dropout1d``/``dropout2d`` (whole channels), ``alpha_dropout``,
+``dropconnect_linear`` and ``dropconnect_conv2d`` (drop weights instead of activations) and
+``stochastic_depth`` (drops whole residual branches, per sample or per batch).
 
 All use *inverted* dropout: ``p`` is the probability of DROPPING a unit (PyTorch's convention), and the
 kept units are scaled by ``1 / (1 - p)`` at training time, so the expected activation is unchanged and
@@ -20,9 +21,12 @@ from shendu.autograd.tensor import Tensor
 from shendu.backend import get_array_module
 from shendu.errors import ArgumentError, DTypeError, ShapeError, fmt_shape
 from shendu.ops._util import as_tensor_arg
+from shendu.ops.conv import _prepare as check_conv_args
+from shendu.ops.conv import conv2d
 from shendu.ops.linear import check_linear_args, linear
 
-__all__ = ["dropout", "dropout1d", "dropout2d", "alpha_dropout", "dropconnect_linear"]
+__all__ = ["dropout", "dropout1d", "dropout2d", "alpha_dropout", "dropconnect_linear", "dropconnect_conv2d",
+           "stochastic_depth"]
 
 # SELU's negative saturation value -lambda * alpha, which alpha dropout sets dropped units to.
 _SELU_NEG_SAT = 1.7580993408473766
@@ -199,3 +203,69 @@ def dropconnect_linear(input, weight, bias=None, p: float = 0.5, training: bool 
     check_linear_args("dropconnect_linear", x, w, b)
     return DropConnectLinear.apply(x, w, b, _keep_mask(w.shape, p, w.dtype, generator))
 
+
+
+def dropconnect_conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, p: float = 0.5,
+                       training: bool = True, generator=None, *, algorithm: str = "auto") -> Tensor:
+    """DropConnect for a convolution: drop each WEIGHT of the kernel with probability ``p``.
+
+    ``y = conv2d(x, W * M / (1 - p)) + b`` with ``M ~ Bernoulli(1 - p)`` of the shape of ``W``
+    ``(out, in/groups, kh, kw)``, drawn fresh on every call and shared by the whole batch (a per-batch
+    mask: the paper, Wan et al. 2013, draws one per example, which would cost one convolution per
+    sample). Dropped weights get no gradient. Inference rule: the mean network. With the inverted
+    ``1/(1-p)`` scaling the expected kernel is ``W``, so ``training=False`` is plain :func:`conv2d`
+    (the paper's moment-matching inference is not implemented). The bias is never dropped.
+
+    Arguments and shapes as :func:`conv2d`: input ``(N, C, H, W)``, weight ``(K, C/groups, kh, kw)``,
+    bias ``(K,)`` or None; output ``(N, K, P, Q)``.
+
+    >>> import shendu
+    >>> x, w = shendu.ones(1, 1, 3, 3), shendu.ones(2, 1, 3, 3)
+    >>> shendu.dropconnect_conv2d(x, w, training=False).flatten().tolist()
+    [9.0, 9.0]
+    >>> _ = shendu.manual_seed(0)
+    >>> y = shendu.dropconnect_conv2d(x, w, p=0.5)  # each output sums 2 * (number of kept weights)
+    >>> all(v % 2 == 0 and v <= 18 for v in y.flatten().tolist())
+    True
+    """
+    x, w = as_tensor_arg(input), as_tensor_arg(weight)
+    _check("dropconnect_conv2d", w, p)
+    check_conv_args("dropconnect_conv2d", x, w, bias, stride, padding, dilation, groups, 2)
+    if training and p > 0.0:
+        w = MaskMul.apply(w, _keep_mask(w.shape, p, w.dtype, generator))
+    return conv2d(x, w, bias, stride, padding, dilation, groups, algorithm=algorithm)
+
+
+def stochastic_depth(input, p: float, mode: str, training: bool = True, generator=None) -> Tensor:
+    """Stochastic depth (Huang et al., ECCV 2016), as ``torchvision.ops.stochastic_depth``: drop the
+    whole input (a residual branch) with probability ``p``, scale survivors by ``1/(1-p)``.
+
+    ``y = x * b / (1 - p)`` with ``b ~ Bernoulli(1 - p)``: one ``b`` per sample (``mode="row"``, the
+    "DropPath" of later networks; ``b`` has shape ``(N, 1, ..., 1)``) or one for the whole batch
+    (``mode="batch"``). ``p`` is the DROP probability. This is the inverted form: evaluation
+    (``training=False``) is the identity. The paper instead keeps the branch unscaled in training and
+    multiplies it by the survival probability ``1 - p`` at test time; both give the same expectation.
+    Use it on the residual branch only: ``out = shortcut(x) + stochastic_depth(branch(x), p, "row")``.
+
+    Shapes: any, with the batch first for ``"row"``; output like ``input``.
+
+    >>> import shendu
+    >>> _ = shendu.manual_seed(0)
+    >>> y = shendu.stochastic_depth(shendu.ones(6, 2), p=0.5, mode="row")
+    >>> [row[0] == row[1] and row[0] in (0.0, 2.0) for row in y.tolist()]  # whole rows kept (x2) or dropped
+    [True, True, True, True, True, True]
+    >>> shendu.stochastic_depth(shendu.ones(2), 0.5, "batch", training=False).tolist()
+    [1.0, 1.0]
+    """
+    x = as_tensor_arg(input)
+    _check("stochastic_depth", x, p)
+    if mode not in ("row", "batch"):
+        raise ArgumentError(f"stochastic_depth: mode has to be either 'batch' or 'row', but got {mode!r}; "
+                            "'row' drops each sample's branch independently, 'batch' all at once")
+    if mode == "row" and x.ndim == 0:
+        raise ShapeError("stochastic_depth: mode='row' needs a batch dimension, got a 0-d input; "
+                         "use mode='batch'")
+    if not training or p == 0.0 or x.data.size == 0:
+        return x
+    mask_shape = ((x.shape[0] if mode == "row" else 1,) + (1,) * (x.ndim - 1)) if x.ndim else ()
+    return MaskMul.apply(x, _keep_mask(mask_shape, p, x.dtype, generator))

@@ -21,7 +21,7 @@ from typing import Callable
 import numpy as np
 
 FAMILIES = ["elementwise", "reduce", "shape", "indexing", "linalg", "linear", "activation", "loss", "dropout", "conv",
-            "pooling", "normalization", "vision"]
+            "pooling", "normalization", "vision", "rnn"]
 
 
 @dataclasses.dataclass
