@@ -13,6 +13,11 @@ from shendu.errors import ArgumentError, DTypeError, IndexOutOfRangeError, Shape
 from tests.opspecs import ErrorCase, OpSpec, Sample, _rng, distinct, idx, mask, r
 
 
+def _distinct_ints(*shape):
+    """int64 values without ties: torch.sort is not stable, so tied indices may come in any order."""
+    return _rng.permutation(100)[: int(np.prod(shape))].reshape(shape).astype(np.int64)
+
+
 def _distinct_along(size, shape, dim):
     """Integer indices in ``0..size-1`` of ``shape``, never repeating along ``dim`` (a prefix of a
     random permutation at every position of the other dims)."""
@@ -186,7 +191,7 @@ SORTING = [
     OpSpec("sort_stable_ties_desc", lambda m, x: m.sort(x, dim=1, descending=True, stable=True),
            [Sample((np.array([[2.0, 1.0, 2.0, 1.0, 3.0], [0.5, 0.5, 0.5, -1.0, 0.5]]),))],
            gradcheck=False),  # ties: a perturbation reorders them; backward is checked against torch
-    OpSpec("sort_int", lambda m, x: m.sort(x, descending=True), [Sample((idx(100, 3, 6),))], differentiable=False),
+    OpSpec("sort_int", lambda m, x: m.sort(x, descending=True), [Sample((_distinct_ints(3, 6),))], differentiable=False),
     OpSpec("argsort", lambda m, x: m.argsort(x, dim=0, descending=True),
            [Sample((distinct(4, 3),), desc="2d"), Sample((distinct(5),), desc="1d")], differentiable=False),
     OpSpec("topk", lambda m, x: m.topk(x, 3),
