@@ -191,7 +191,8 @@ SORTING = [
     OpSpec("sort_stable_ties_desc", lambda m, x: m.sort(x, dim=1, descending=True, stable=True),
            [Sample((np.array([[2.0, 1.0, 2.0, 1.0, 3.0], [0.5, 0.5, 0.5, -1.0, 0.5]]),))],
            gradcheck=False),  # ties: a perturbation reorders them; backward is checked against torch
-    OpSpec("sort_int", lambda m, x: m.sort(x, descending=True), [Sample((_distinct_ints(3, 6),))], differentiable=False),
+    OpSpec("sort_int", lambda m, x: m.sort(x, descending=True), [Sample((_distinct_ints(3, 6),))],
+           differentiable=False),
     OpSpec("argsort", lambda m, x: m.argsort(x, dim=0, descending=True),
            [Sample((distinct(4, 3),), desc="2d"), Sample((distinct(5),), desc="1d")], differentiable=False),
     OpSpec("topk", lambda m, x: m.topk(x, 3),
