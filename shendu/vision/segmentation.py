@@ -51,9 +51,9 @@ def bilinear_kernel(in_channels: int, out_channels: int, kernel_size: int) -> sh
     """Weights ``(in_channels, out_channels, k, k)`` that make a ConvTranspose2d upsample bilinearly.
 
     The FCN initialisation: for factor ``f`` use ``k = 2f - f % 2``, ``stride = f``, ``padding = f // 2``
-    (even f); the filter is ``(1 - |i - c| / f') (1 - |j - c| / f')`` with ``f' = ceil(k / 2)`` and
-    ``c = f' - 1`` for odd k, ``f' - 0.5`` for even k, placed on the channel pairs ``(c, c)`` only (each
-    channel is upsampled on its own), zeros elsewhere. Away from the border it reproduces
+    (the output is then exactly ``f`` times the input); the filter is ``(1 - |i - c| / f') (1 - |j - c| / f')``
+    with ``f' = ceil(k / 2)`` and ``c = f' - 1`` for odd k, ``f' - 0.5`` for even k, placed on the channel
+    pairs ``(c, c)`` only (each channel is upsampled on its own), zeros elsewhere. Away from the border it reproduces
     ``F.interpolate(x, scale_factor=f, mode='bilinear', align_corners=False)``; within ``f/2`` pixels of the
     border the transposed conv reads zeros where interpolation repeats the edge.
 
