@@ -1,9 +1,11 @@
 """Pooling, normalization and ReLU on ResNet-sized tensors: shendu vs PyTorch, measured in the same run.
 
-Rows: max pool 3x3/2 pad 1 and ReLU on (16, 64, 112, 112) (the ResNet stem), batch norm 2d in training
-mode on (16, 64, 112, 112) and (64, 64, 28, 28), layer norm over 768 features on (32, 128, 768).
+Rows: max and average pool 3x3/2 pad 1 and ReLU on (16, 64, 112, 112) (the ResNet stem), max pool
+2x2/2 on (64, 64, 56, 56) (VGG / the Fashion-MNIST CNN), batch norm 2d in training mode on
+(16, 64, 112, 112) and (64, 64, 28, 28), layer norm over 768 features on (32, 128, 768).
 Each row is timed forward only and forward + backward (backward with a fixed random cotangent), best
-of ``--repeat`` runs; torch keeps its default thread count. ratio = shendu / torch (goal <= 1.25).
+of ``--repeat`` interleaved rounds (shendu, torch, shendu, ...; 0.3 s pause before each timed call, as
+in bench/conv.py); torch keeps its default thread count. ratio = shendu / torch (goal <= 1.25).
 Run: python bench/pool_norm.py [--repeat 5] [--quick]
 """
 
@@ -12,6 +14,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -20,7 +23,9 @@ import torch  # noqa: E402
 
 import shendu  # noqa: E402
 import shendu.functional as F  # noqa: E402
-from bench._util import best_time, print_table  # noqa: E402
+from bench._util import print_table  # noqa: E402
+
+_SETTLE = 0.3  # seconds between timed calls, for torch's spinning OpenMP threads to go idle
 
 
 def _rows(scale: int):
@@ -33,6 +38,8 @@ def _rows(scale: int):
 
     return [
         ("max_pool2d 3x3/2 pad 1", (16 // scale, 64, 112, 112), lambda lib, fn, x, p: fn.max_pool2d(x, 3, 2, 1), None),
+        ("max_pool2d 2x2/2", (64 // scale, 64, 56, 56), lambda lib, fn, x, p: fn.max_pool2d(x, 2), None),
+        ("avg_pool2d 3x3/2 pad 1", (16 // scale, 64, 112, 112), lambda lib, fn, x, p: fn.avg_pool2d(x, 3, 2, 1), None),
         ("batch_norm2d train", (16 // scale, 64, 112, 112), bn, 64),
         ("batch_norm2d train", (64 // scale, 64, 28, 28), bn, 64),
         ("relu", (16 // scale, 64, 112, 112), lambda lib, fn, x, p: fn.relu(x), None),
@@ -91,13 +98,21 @@ def main():
           f"{'on' if norm_numba.AVAILABLE else 'off (numba not installed)'}")
     rows = []
     for name, shape, op, n_params in _rows(4 if args.quick else 1):
-        if name.startswith("max_pool") and not hasattr(F, "max_pool2d"):
-            print(f"skipping {name}: shendu.functional.max_pool2d is not available yet")
+        if name.startswith(("max_pool", "avg_pool")) and not hasattr(F, name.split()[0]):
+            print(f"skipping {name}: shendu.functional.{name.split()[0]} is not available yet")
             continue
-        times = {}
-        for lib in (shendu, torch):
-            fwd, fwd_bwd = _callables(lib, shape, op, n_params)
-            times[lib] = (best_time(fwd, repeat=args.repeat), best_time(fwd_bwd, repeat=args.repeat))
+        fns = {lib: _callables(lib, shape, op, n_params) for lib in (shendu, torch)}
+        times = {lib: [float("inf"), float("inf")] for lib in fns}
+        for lib_fns in fns.values():  # warm-up (numba compilation, allocations)
+            for fn in lib_fns:
+                fn()
+        for _ in range(args.repeat):  # interleaved rounds: a busy machine penalises both alike
+            for lib, lib_fns in fns.items():
+                for i, fn in enumerate(lib_fns):
+                    time.sleep(_SETTLE)
+                    t0 = time.perf_counter()
+                    fn()
+                    times[lib][i] = min(times[lib][i], time.perf_counter() - t0)
         (sf, sb), (tf, tb) = times[shendu], times[torch]
         rows.append([name, "x".join(map(str, shape)), sf * 1e3, tf * 1e3, sf / tf, sb * 1e3, tb * 1e3, sb / tb])
     print_table(rows, ["op", "shape", "fwd shendu ms", "fwd torch ms", "fwd ratio", "fwd+bwd shendu ms",

@@ -19,6 +19,7 @@ from shendu.backend import get_array_module
 from shendu.errors import ArgumentError, ShapeError, fmt_shape, normalize_dim
 from shendu.ops._util import as_tensor_arg
 from shendu.ops.elementwise import _special, sigmoid_array
+from shendu.ops.kernels import activation_numba as _act_nb
 
 __all__ = [
     "relu", "relu6", "leaky_relu", "elu", "selu", "celu", "gelu", "silu", "softplus", "hardtanh",
@@ -128,7 +129,19 @@ def _logsigmoid(xp, x):
     return y
 
 
-ReLU = _pointwise("ReLU", lambda xp, x: xp.maximum(x, 0), lambda xp, x, y, gy: gy * (y > 0), "y")
+def _relu(xp, x):
+    if _act_nb.accepts(x):  # one threaded pass; the NumPy line is the reference
+        return _act_nb.relu(x)
+    return xp.maximum(x, 0)
+
+
+def _relu_grad(xp, x, y, gy):
+    if _act_nb.accepts(gy, y):
+        return _act_nb.relu_backward(gy, y)
+    return xp.where(y > 0, gy, 0)  # a select, as torch: 0 where y <= 0 even if gy is inf or NaN
+
+
+ReLU = _pointwise("ReLU", _relu, _relu_grad, "y")
 Hardtanh = _pointwise(
     "Hardtanh", lambda xp, x, min_val, max_val: xp.clip(x, min_val, max_val),
     # zero gradient at the corners themselves, as torch

@@ -107,12 +107,15 @@ def winograd_problem(w_shape, g: Geometry) -> str | None:
     return None
 
 
-# Cost model constants (fitted to measurements on a 2-core Xeon with OpenBLAS, float32; only their
-# ratios matter). A GEMM's speed falls with few output channels (its narrow dimension).
-_GEMM_FLOP = 1 / 70e9      # seconds per flop of a well-shaped GEMM
-_COPY_ELEM = 1 / 0.6e9     # seconds per element of im2col's strided gathers/scatters
-_TILE_ELEM = 5e-9          # seconds per tile element (alpha^2 per tile and channel) of one Winograd pass
-_FFT_ELEM = 1 / 0.65e9     # seconds per element * log2(length) of a 2-D real FFT
+# Cost model constants, fitted (least squares on log time) to the forward+backward CPU time of 34
+# (layer, algorithm) pairs measured on one thread of a 2-core Xeon with OpenBLAS, float32: the
+# bench/conv.py layers and the four layers of the Fashion-MNIST CNN. Only their ratios matter. A
+# GEMM's speed falls with few output channels (its narrow dimension).
+_GEMM_FLOP = 1 / 42e9      # seconds per flop of a well-shaped GEMM
+_COPY_ELEM = 1 / 1.07e9    # seconds per element of im2col's strided gathers/scatters
+# seconds per tile element (alpha^2 per tile and channel) of one Winograd pass: numba kernels / NumPy
+_TILE_ELEM = 8e-10 if _winograd.USE_NUMBA else 8e-9
+_FFT_ELEM = 1 / 0.73e9     # seconds per element * log2(length) of a 2-D real FFT
 _CALL = 3e-4               # fixed cost of one call (Python, buffers, threads)
 
 

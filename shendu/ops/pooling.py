@@ -105,14 +105,14 @@ class MaxPool(Function):
 
     def forward(ctx, x, *, nd, k, s, p, d, out):
         y, idx = K.max_pool2d_forward(_planes(x, nd), k, s, p, d, out)
-        ctx.idx, ctx.x_shape, ctx.nd = idx, x.shape, nd
+        ctx.idx, ctx.x_shape, ctx.nd, ctx.window = idx, x.shape, nd, (k, s, p, d)
         shape = _out_shape(x.shape, nd, out)
         return y.reshape(shape), idx.reshape(shape)
 
     def backward(ctx, gy, _gidx=None):
         P = ctx.idx.shape[0]
         H, W = (1, ctx.x_shape[-1]) if ctx.nd == 1 else ctx.x_shape[-2:]
-        return K.max_pool2d_backward(gy.reshape(P, -1), ctx.idx, H, W).reshape(ctx.x_shape)
+        return K.max_pool2d_backward(gy.reshape(P, -1), ctx.idx, H, W, ctx.window).reshape(ctx.x_shape)
 
 
 def _max_pool(op, nd, input, kernel_size, stride, padding, dilation, ceil_mode, return_indices):

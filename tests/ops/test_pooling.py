@@ -45,6 +45,46 @@ def test_numba_kernel_matches_numpy_reference(geom):
     np.testing.assert_allclose(K.max_pool2d_backward(g, i_nb, 9, 8), g_ref, rtol=1e-6, atol=1e-6)
 
 
+@pytest.mark.parametrize("H, W", [(8, 6), (9, 7), (2, 2)])
+def test_2x2_kernels_match_the_reference(H, W):
+    """The unrolled 2x2/2 kernels (forward and its one-pass backward), odd sizes and NaN included."""
+    rng = np.random.default_rng(1)
+    x = np.maximum(rng.standard_normal((5, H, W)), 0).astype(np.float32)
+    x[0, 0, 1] = np.nan
+    win = ((2, 2), (2, 2), (0, 0), (1, 1))
+    out = (H // 2, W // 2)
+    y, idx = K.max_pool2d_forward(x, *win, out)
+    y_ref, i_ref = K.max_pool2d_numpy(x, *win, out)
+    np.testing.assert_array_equal(y, y_ref)
+    np.testing.assert_array_equal(idx, i_ref)
+    x[1, 1, 0] = x[1, 1, 1] = np.nan  # two NaN in one window: the last one wins, as in torch
+    _, ti = torch.nn.functional.max_pool2d(torch.from_numpy(x)[None], 2, return_indices=True)
+    np.testing.assert_array_equal(K.max_pool2d_forward(x, *win, out)[1], ti[0].numpy())
+    g = rng.standard_normal(y.shape).astype(np.float32)
+    got = K.max_pool2d_backward(g.reshape(5, -1), idx, H, W, win)
+    np.testing.assert_array_equal(got, K.scatter_planes(g, i_ref, H * W).reshape(5, H, W))
+
+
+@pytest.mark.parametrize("geom", [
+    ((9, 8), (3, 3), (2, 2), (1, 1), False, True, None), ((9, 8), (3, 2), (1, 2), (1, 0), True, False, None),
+    ((7, 7), (2, 2), (2, 2), (0, 0), True, True, None), ((6, 5), (3, 3), (3, 3), (1, 1), True, False, None),
+    ((5, 5), (2, 3), (1, 1), (1, 1), False, True, 3),
+])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_avg_pool_numba_kernel_matches_numpy_reference(geom, dtype):
+    (H, W), k, s, p, ceil, count_include_pad, divisor = geom
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((4, H, W)).astype(dtype)
+    out = tuple(K.out_size(L, kk, ss, pp, 1, ceil) for L, kk, ss, pp in zip((H, W), k, s, p))
+    div = K.avg_divisor(H, W, out, k, s, p, count_include_pad, divisor, dtype)
+    y = K.avg_pool2d_forward(x, k, s, p, out, div)
+    assert y.dtype == dtype
+    np.testing.assert_allclose(y, K.avg_pool2d_numpy(x, k, s, p, out, div), rtol=1e-6, atol=1e-6)
+    g = rng.standard_normal(y.shape).astype(dtype)
+    np.testing.assert_allclose(K.avg_pool2d_backward(g, H, W, k, s, p, div),
+                               K.avg_pool2d_backward_numpy(g, H, W, k, s, p, div), rtol=1e-6, atol=1e-6)
+
+
 def test_ties_first_max_and_nan_propagates():
     y, i = F.max_pool2d(shendu.ones(1, 1, 2, 2), 2, return_indices=True)
     assert i.item() == 0

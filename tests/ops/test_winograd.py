@@ -163,3 +163,62 @@ def test_layer_kernel_matches_torch_float64(m, shape, pads, groups):
     gx, gw = wg.conv2d_grads(gy, x, w, pads, groups, m)
     np.testing.assert_allclose(gx, gxt.numpy(), rtol=1e-11, atol=1e-11)
     np.testing.assert_allclose(gw, gwt.numpy(), rtol=1e-11, atol=1e-10)
+
+
+# ------------------------------------------------------------------------------ the numba kernels
+needs_numba = pytest.mark.skipif(not wg.USE_NUMBA, reason="numba not installed")
+
+
+@needs_numba
+@pytest.mark.parametrize("m", [2, 4, 6])
+def test_written_out_transforms_equal_the_matrices(m):
+    """F(2x2) and F(4x4) have their 1-D transforms written out in winograd_numba; they (and the
+    generic matrix path, F(6x6)) must equal B^T, B, A^T and A from the exact construction."""
+    from shendu.ops.kernels import winograd_numba as wn
+
+    AT, _, BT = wg.matrices(m, 3, np.float64)
+    a = m + 2
+    cases = [(wn.BT, BT, BT, a), (wn.B, BT, BT.T, a), (wn.AT, AT, AT, a), (wn.A, AT, AT.T, m)]
+    for kind, given, expected, n_in in cases:
+        rows = RNG.standard_normal((n_in, 21))
+        np.testing.assert_allclose(wn.apply_transform(kind, m, given, rows), expected @ rows, rtol=1e-13, atol=1e-13)
+
+
+@needs_numba
+@pytest.mark.parametrize("m", [2, 4])
+@pytest.mark.parametrize("shape, K, pads, groups", [
+    ((3, 5, 9, 7), 4, (1, 1, 1, 1), 1), ((2, 4, 8, 8), 6, (0, 2, 1, 0), 2), ((4, 8, 13, 11), 8, (0, 0, 0, 0), 1),
+    ((2, 3, 3, 3), 2, (2, 2, 2, 2), 1), ((1, 6, 5, 6), 6, (1, 1, 1, 1), 6),
+])
+def test_numba_path_equals_numpy_reference(m, shape, K, pads, groups, monkeypatch):
+    """The numba tile kernels (phase-split layout, fused copies, 3x3-domain weight-gradient sums) give
+    the NumPy reference's results in float64, with chunks of 1 and 2 images (short last chunk)."""
+    x = RNG.standard_normal(shape)
+    w = RNG.standard_normal((K, shape[1] // groups, 3, 3))
+    y_ref = wg.conv2d_numpy(x, w, pads, groups, m)
+    gy = RNG.standard_normal(y_ref.shape)
+    gx_ref, gw_ref = wg.conv2d_grads_numpy(gy, x, w, pads, groups, m)
+    for nb in (1, 2):
+        monkeypatch.setattr(wg, "_chunk", lambda N, *a, nb=nb: nb)
+        np.testing.assert_allclose(wg.conv2d(x, w, pads, groups, m), y_ref, rtol=1e-12, atol=1e-12)
+        gx, gw = wg.conv2d_grads(gy, x, w, pads, groups, m)
+        np.testing.assert_allclose(gx, gx_ref, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(gw, gw_ref, rtol=1e-12, atol=1e-11)
+        gx_only, none = wg.conv2d_grads(gy, None, w, pads, groups, m, need_weight=False, x_shape=x.shape)
+        assert none is None
+        np.testing.assert_array_equal(gx_only, gx)
+        assert wg.conv2d(x.astype(np.float32), w.astype(np.float32), pads, groups, m).dtype == np.float32
+
+
+@needs_numba
+def test_chunks_fit_the_tiles_and_the_threads(monkeypatch):
+    from shendu.ops.kernels import parallel
+
+    monkeypatch.setattr(parallel, "num_threads", lambda: 2)
+    monkeypatch.setattr(wg, "num_threads", lambda: 2)
+    f32 = np.dtype(np.float32)
+    assert wg._chunk(128, 32, 32, 49, f32) == 3             # ~128 tiles (28x28 images, 49 tiles each)
+    assert wg._chunk(16, 64, 64, 196, f32) == 1             # one 56x56 image is already 196 tiles
+    nb = wg._chunk(16, 256, 256, 16, f32)                   # wide layer: scratch cap, even chunk count
+    assert nb * 36 * 512 * 16 * 4 <= wg._SCRATCH_BYTES and -(-16 // nb) % 2 == 0
+    assert wg._chunk(3, 8, 8, 4, f32) == 2                  # a small batch still uses both threads

@@ -1,5 +1,7 @@
 """Optional numba kernels for batch norm and layer norm: per-channel (or per-row) statistics and the
-affine passes, spread over all cores with ``prange``.
+affine passes, split over the cores by shendu's kernel pool (:func:`shendu.ops.kernels.parallel.split_rows`;
+not numba's ``parallel=True``, whose OpenMP threads spin after every call and, measured on a busy
+machine, made a training step 1.5-3x slower).
 
 Why: NumPy needs one pass over memory per arithmetic step (subtract, square-and-sum, scale, shift),
 and runs each on one core; batch norm then costs 3-4x PyTorch's two fused, threaded passes. These
@@ -14,8 +16,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from shendu.ops.kernels.parallel import num_threads, split_rows
+
 try:
-    from numba import njit, prange
+    from numba import njit
 
     AVAILABLE = True
 except ImportError:  # pragma: no cover - numba is optional
@@ -44,13 +48,13 @@ def accepts(*arrays) -> bool:
 if AVAILABLE:
     # fastmath (reassociation) lets the float64 reductions vectorize; the elementwise kernels must not
     # use it, since it could rewrite (x - center) - offset as x - (center + offset) and lose the centring.
-    _opts = dict(parallel=True, fastmath=True, cache=True, nogil=True)
-    _exact = dict(parallel=True, cache=True, nogil=True)
+    _opts = dict(fastmath=True, cache=True, nogil=True)
+    _exact = dict(cache=True, nogil=True)
 
     @njit(**_opts)
-    def _channel_moments(x, center, offset, var):
+    def _channel_moments(x, center, offset, var, lo, hi):
         n, c, s = x.shape
-        for j in prange(c):
+        for j in range(lo, hi):
             shift = np.float64(center[j])
             acc = 0.0
             acc2 = 0.0
@@ -65,9 +69,9 @@ if AVAILABLE:
             var[j] = max(acc2 / m - d * d, 0.0)
 
     @njit(**_opts)
-    def _channel_grad_sums(x, gy, center, offset, sum_gy, sum_gy_xc):
+    def _channel_grad_sums(x, gy, center, offset, sum_gy, sum_gy_xc, lo, hi):
         n, c, s = x.shape
-        for j in prange(c):
+        for j in range(lo, hi):
             ctr = np.float64(center[j])
             off = np.float64(offset[j])
             a = 0.0
@@ -81,9 +85,9 @@ if AVAILABLE:
             sum_gy_xc[j] = b
 
     @njit(**_exact)
-    def _channel_affine(x, center, offset, scale, shift, out):
+    def _channel_affine(x, center, offset, scale, shift, out, lo, hi):
         n, c, s = x.shape
-        for r in prange(n * c):
+        for r in range(lo, hi):
             i = r // c
             j = r - i * c
             ctr = center[j]
@@ -94,9 +98,9 @@ if AVAILABLE:
                 out[i, j, k] = ((x[i, j, k] - ctr) - off) * a + b
 
     @njit(**_exact)
-    def _channel_affine2(g, a, x, center, offset, b, d, out):
+    def _channel_affine2(g, a, x, center, offset, b, d, out, lo, hi):
         n, c, s = x.shape
-        for r in prange(n * c):
+        for r in range(lo, hi):
             i = r // c
             j = r - i * c
             aj = a[j]
@@ -120,11 +124,11 @@ if AVAILABLE:
         return d, 1.0 / np.sqrt(max(acc2 / row.shape[0] - d * d, 0.0) + eps)
 
     @njit(**_exact)
-    def _layer_norm_forward(x, w, b, eps, mean, invstd, out):
+    def _layer_norm_forward(x, w, b, eps, mean, invstd, out, lo, hi):
         # one row is a few KB: its statistics pass leaves it in cache for the output pass
         # and the arithmetic stays in x's dtype, centred as (x - x[r, 0]) - offset like batch norm
         m, k = x.shape
-        for r in prange(m):
+        for r in range(lo, hi):
             off64, rs64 = _row_stats(x[r], eps)
             ctr = x[r, 0]
             mean[r] = np.float64(ctr) + off64
@@ -135,29 +139,27 @@ if AVAILABLE:
                 out[r, t] = ((x[r, t] - ctr) - off) * rs * w[t] + b[t]
 
     @njit(**_opts)
-    def _layer_norm_backward(x, gy, mean, invstd, w, dx, dw_part, db_part, chunks):
-        # rows are split into ``chunks`` blocks; each block accumulates its own dw/db partial sums
+    def _layer_norm_backward(x, gy, mean, invstd, w, dx, dw_part, db_part, p, lo, hi):
+        # rows lo..hi of one thread, which accumulates its own dw/db partial sums
         m, k = x.shape
-        per = (m + chunks - 1) // chunks
-        for p in prange(chunks):
-            for r in range(p * per, min(m, (p + 1) * per)):
-                mu = mean[r]
-                rs = invstd[r]
-                s1 = 0.0
-                s2 = 0.0
-                for t in range(k):
-                    xh = (np.float64(x[r, t]) - mu) * rs
-                    g = np.float64(gy[r, t])
-                    gw = g * w[t]
-                    s1 += gw
-                    s2 += gw * xh
-                    dw_part[p, t] += g * xh
-                    db_part[p, t] += g
-                c1 = s1 / k
-                c2 = s2 / k
-                for t in range(k):
-                    xh = (np.float64(x[r, t]) - mu) * rs
-                    dx[r, t] = rs * (np.float64(gy[r, t]) * w[t] - c1 - xh * c2)
+        for r in range(lo, hi):
+            mu = mean[r]
+            rs = invstd[r]
+            s1 = 0.0
+            s2 = 0.0
+            for t in range(k):
+                xh = (np.float64(x[r, t]) - mu) * rs
+                g = np.float64(gy[r, t])
+                gw = g * w[t]
+                s1 += gw
+                s2 += gw * xh
+                dw_part[p, t] += g * xh
+                db_part[p, t] += g
+            c1 = s1 / k
+            c2 = s2 / k
+            for t in range(k):
+                xh = (np.float64(x[r, t]) - mu) * rs
+                dx[r, t] = rs * (np.float64(gy[r, t]) * w[t] - c1 - xh * c2)
 
 
 # Per-channel centring is written ``(x - center) - offset`` with ``center`` a value of x's dtype close to
@@ -168,7 +170,7 @@ def channel_moments(x3: np.ndarray, center: np.ndarray):
     """Per channel of ``x3 (N, C, S)``: ``offset = mean - center`` and the biased variance (float64)."""
     c = x3.shape[1]
     offset, var = np.empty(c), np.empty(c)
-    _channel_moments(x3, center, offset, var)
+    split_rows(lambda lo, hi: _channel_moments(x3, center, offset, var, lo, hi), c)
     return offset, var
 
 
@@ -176,7 +178,7 @@ def channel_grad_sums(x3: np.ndarray, gy3: np.ndarray, center: np.ndarray, offse
     """Per channel ``sum(gy)`` and ``sum(gy * ((x - center) - offset))`` (float64)."""
     c = x3.shape[1]
     a, b = np.empty(c), np.empty(c)
-    _channel_grad_sums(x3, gy3, center, offset, a, b)
+    split_rows(lambda lo, hi: _channel_grad_sums(x3, gy3, center, offset, a, b, lo, hi), c)
     return a, b
 
 
@@ -185,7 +187,8 @@ def channel_affine(x3, center, offset, scale, shift, shape) -> np.ndarray:
     (which owns its memory, so autograd can hand it on without a copy)."""
     out = np.empty(shape, x3.dtype)
     t = x3.dtype
-    _channel_affine(x3, center.astype(t), offset.astype(t), scale.astype(t), shift.astype(t), out.reshape(x3.shape))
+    args = (x3, center.astype(t), offset.astype(t), scale.astype(t), shift.astype(t), out.reshape(x3.shape))
+    split_rows(lambda lo, hi: _channel_affine(*args, lo, hi), x3.shape[0] * x3.shape[1])
     return out
 
 
@@ -194,8 +197,8 @@ def channel_affine2(g3, a, x3, center, offset, b, d, shape) -> np.ndarray:
     gradient), as a new array of ``shape``."""
     out = np.empty(shape, x3.dtype)
     t = x3.dtype
-    _channel_affine2(g3, a.astype(t), x3, center.astype(t), offset.astype(t), b.astype(t), d.astype(t),
-                     out.reshape(x3.shape))
+    args = (g3, a.astype(t), x3, center.astype(t), offset.astype(t), b.astype(t), d.astype(t), out.reshape(x3.shape))
+    split_rows(lambda lo, hi: _channel_affine2(*args, lo, hi), x3.shape[0] * x3.shape[1])
     return out
 
 
@@ -206,17 +209,20 @@ def layer_norm_forward(x2, w, b, eps: float, shape):
     mean, invstd = np.empty(m), np.empty(m)
     out = np.empty(shape, x2.dtype)
     t = x2.dtype
-    _layer_norm_forward(x2, w.astype(t), b.astype(t), eps, mean, invstd, out.reshape(x2.shape))
+    args = (x2, w.astype(t), b.astype(t), eps, mean, invstd, out.reshape(x2.shape))
+    split_rows(lambda lo, hi: _layer_norm_forward(*args, lo, hi), m)
     return out, mean, invstd
 
 
 def layer_norm_backward(x2, gy2, mean, invstd, w, shape):
     """``dx`` (x's dtype), ``dw`` and ``db`` (float64) of ``y = (x - mean) * invstd * w + b`` per row."""
-    from numba import get_num_threads
-
-    chunks = max(1, min(x2.shape[0], 4 * get_num_threads()))
+    m, k = x2.shape
+    parts = max(1, min(m, num_threads()))
+    bounds = [m * p // parts for p in range(parts + 1)]
     dx = np.empty(shape, x2.dtype)
-    dw = np.zeros((chunks, x2.shape[1]))
-    db = np.zeros((chunks, x2.shape[1]))
-    _layer_norm_backward(x2, gy2, mean, invstd, w.astype(np.float64), dx.reshape(x2.shape), dw, db, chunks)
+    dw = np.zeros((parts, k))
+    db = np.zeros((parts, k))
+    args = (x2, gy2, mean, invstd, w.astype(np.float64), dx.reshape(x2.shape), dw, db)
+    # part p accumulates into dw[p], db[p]: summed in a fixed order afterwards (reproducible)
+    split_rows(lambda lo, hi: _layer_norm_backward(*args, bounds.index(lo), lo, hi), m)
     return dx, dw.sum(0), db.sum(0)

@@ -9,7 +9,7 @@ Max pooling has two implementations that give identical results:
 
 - the NumPy reference (a loop over the ``kh * kw`` kernel offsets on strided views, a running
   max/argmax, ``bincount`` scatter for backward, and a reshape fast path for ``k == stride``);
-- a numba kernel (one pass, planes spread over the cores), used when numba is importable because
+- a numba kernel (one pass, planes split over the cores by shendu's kernel pool), used when numba is importable because
   NumPy's offset loop costs ~9 full passes for a 3x3 window and cannot get close to torch.
   Set ``USE_NUMBA = False`` to force the reference (the tests compare both).
 """
@@ -20,9 +20,11 @@ import math
 
 import numpy as np
 
+from shendu.ops.kernels.parallel import split_rows
+
 __all__ = ["out_size", "max_pool2d_forward", "max_pool2d_backward", "avg_pool2d_forward",
-           "avg_pool2d_backward", "adaptive_bins", "bin_max_forward", "scatter_planes",
-           "resample_matrix", "USE_NUMBA"]
+           "avg_pool2d_backward", "avg_pool2d_numpy", "avg_pool2d_backward_numpy", "adaptive_bins",
+           "bin_max_forward", "scatter_planes", "resample_matrix", "USE_NUMBA"]
 
 try:  # numba is the accepted escape hatch for the hot max-pool loops; NumPy remains the reference
     import numba
@@ -88,11 +90,11 @@ def max_pool2d_numpy(x, k, s, p, d, out):
 
 
 if numba is not None:
-    @numba.njit(parallel=True, cache=True, nogil=True)
-    def _max_pool2d_numba(x, kh, kw, sh, sw, ph, pw, dh, dw, y, idx):  # pragma: no cover - compiled
+    @numba.njit(cache=True, nogil=True)
+    def _max_pool2d_numba(x, kh, kw, sh, sw, ph, pw, dh, dw, y, idx, lo, hi):  # pragma: no cover - compiled
         P, H, W = x.shape
         OH, OW = y.shape[1], y.shape[2]
-        for p in numba.prange(P):
+        for p in range(lo, hi):
             for i in range(OH):
                 h0 = i * sh - ph
                 for j in range(OW):
@@ -114,11 +116,75 @@ if numba is not None:
                     y[p, i, j] = best
                     idx[p, i, j] = bi
 
-    @numba.njit(parallel=True, cache=True, nogil=True)
-    def _scatter_numba(g, idx, out):  # pragma: no cover - compiled
-        for p in numba.prange(g.shape[0]):
+    @numba.njit(cache=True, nogil=True)
+    def _max_pool2x2_numba(x, y, idx, lo, hi):  # pragma: no cover - compiled
+        # the common 2x2/2 window, unrolled and branch-free so the loop over j vectorizes (~4x the
+        # general kernel); same comparisons in the same order, so the same results
+        W = x.shape[2]
+        OH, OW = y.shape[1], y.shape[2]
+        for p in range(lo, hi):
+            for i in range(OH):
+                r0 = x[p, 2 * i]
+                r1 = x[p, 2 * i + 1]
+                yr = y[p, i]
+                ir = idx[p, i]
+                base = 2 * i * W
+                for j in range(OW):
+                    best = r0[2 * j]
+                    bi = base + 2 * j
+                    v = r0[2 * j + 1]
+                    t = (v > best) | (v != v)
+                    best = v if t else best
+                    bi = base + 2 * j + 1 if t else bi
+                    v = r1[2 * j]
+                    t = (v > best) | (v != v)
+                    best = v if t else best
+                    bi = base + W + 2 * j if t else bi
+                    v = r1[2 * j + 1]
+                    t = (v > best) | (v != v)
+                    best = v if t else best
+                    bi = base + W + 2 * j + 1 if t else bi
+                    yr[j] = best
+                    ir[j] = bi
+
+    @numba.njit(cache=True, nogil=True)
+    def _unpool2x2_numba(g, idx, zero, out, lo, hi):  # pragma: no cover - compiled
+        # backward of the 2x2/2 window: every input pixel is written once (its window's gradient or
+        # 0), so no zero-filled buffer and no scatter
+        P, H, W = out.shape
+        OH, OW = g.shape[1], g.shape[2]
+        for p in range(lo, hi):
+            for i in range(OH):
+                o0 = out[p, 2 * i]
+                o1 = out[p, 2 * i + 1]
+                gr = g[p, i]
+                ir = idx[p, i]
+                base = 2 * i * W
+                for j in range(OW):
+                    r = ir[j] - base - 2 * j
+                    gv = gr[j]
+                    o0[2 * j] = gv if r == 0 else zero
+                    o0[2 * j + 1] = gv if r == 1 else zero
+                    o1[2 * j] = gv if r == W else zero
+                    o1[2 * j + 1] = gv if r == W + 1 else zero
+                for w in range(2 * OW, W):  # an odd last column no window reads
+                    o0[w] = zero
+                    o1[w] = zero
+            for h in range(2 * OH, H):
+                for w in range(W):
+                    out[p, h, w] = zero
+
+    @numba.njit(cache=True, nogil=True)
+    def _scatter_numba(g, idx, out, lo, hi):  # pragma: no cover - compiled
+        for p in range(lo, hi):
             for q in range(g.shape[1]):
                 out[p, idx[p, q]] += g[p, q]
+
+
+def _is_2x2(k, s, p, d, out, H, W) -> bool:
+    """The 2x2/2 window without padding, every window inside the input (the fast kernels' case)."""
+    return (tuple(k) == (2, 2) and tuple(s) == (2, 2) and tuple(p) == (0, 0) and tuple(d) == (1, 1)
+            and 2 * out[0] <= H and 2 * out[1] <= W)
 
 
 def max_pool2d_forward(x, k, s, p, d, out):
@@ -127,7 +193,10 @@ def max_pool2d_forward(x, k, s, p, d, out):
         x = np.ascontiguousarray(x)
         y = np.empty((x.shape[0],) + tuple(out), x.dtype)
         idx = np.empty(y.shape, np.int64)
-        _max_pool2d_numba(x, *k, *s, *p, *d, y, idx)
+        if _is_2x2(k, s, p, d, out, *x.shape[1:]):
+            split_rows(lambda lo, hi: _max_pool2x2_numba(x, y, idx, lo, hi), x.shape[0])
+        else:
+            split_rows(lambda lo, hi: _max_pool2d_numba(x, *k, *s, *p, *d, y, idx, lo, hi), x.shape[0])
         return y, idx
     return max_pool2d_numpy(x, k, s, p, d, out)
 
@@ -139,16 +208,27 @@ def scatter_planes(g, idx, plane_size: int):
     idx = idx.reshape(P, -1)
     if USE_NUMBA and g.dtype in (np.float32, np.float64):
         out = np.zeros((P, plane_size), g.dtype)
-        _scatter_numba(np.ascontiguousarray(g), np.ascontiguousarray(idx), out)
+        g, idx = np.ascontiguousarray(g), np.ascontiguousarray(idx)
+        split_rows(lambda lo, hi: _scatter_numba(g, idx, out, lo, hi), P)
         return out
     flat = (idx + (np.arange(P) * plane_size)[:, None]).ravel()
     return np.bincount(flat, weights=g.ravel(), minlength=P * plane_size).reshape(P, plane_size).astype(
         g.dtype, copy=False)
 
 
-def max_pool2d_backward(gy, idx, H: int, W: int):
-    """Gradient of max pooling: each output gradient goes to its arg-max (accumulating overlaps)."""
-    return scatter_planes(gy, idx, H * W).reshape(gy.shape[0], H, W)
+def max_pool2d_backward(gy, idx, H: int, W: int, window=None):
+    """Gradient of max pooling: each output gradient goes to its arg-max (accumulating overlaps).
+    ``window = (k, s, p, d)`` (optional) lets the 2x2/2 window use its one-pass kernel."""
+    P = gy.shape[0]
+    OH, OW = idx.shape[1:] if idx.ndim == 3 else (None, None)
+    if (USE_NUMBA and window is not None and OH is not None and gy.dtype in (np.float32, np.float64)
+            and _is_2x2(*window, (OH, OW), H, W)):
+        out = np.empty((P, H, W), gy.dtype)
+        g = np.ascontiguousarray(gy).reshape(P, OH, OW)
+        idx = np.ascontiguousarray(idx)
+        split_rows(lambda lo, hi: _unpool2x2_numba(g, idx, gy.dtype.type(0), out, lo, hi), P)
+        return out
+    return scatter_planes(gy, idx, H * W).reshape(P, H, W)
 
 
 # ------------------------------------------------------------------------------------------- avg pool
@@ -169,7 +249,82 @@ def avg_divisor(H, W, out, k, s, p, count_include_pad, divisor_override, dtype):
     return np.outer(ch, cw).astype(dtype)
 
 
+if numba is not None:
+    @numba.njit(cache=True, nogil=True)
+    def _avg_pool2d_numba(x, kh, kw, sh, sw, ph, pw, div, y, lo, hi):  # pragma: no cover - compiled
+        # per output row: add the in-image part of each kernel offset's row into y's row (a
+        # vectorizable loop over j), then divide; same additions in the same order as the NumPy
+        # reference (offset by offset), so the same rounding
+        P, H, W = x.shape
+        OH, OW = y.shape[1], y.shape[2]
+        for p in range(lo, hi):
+            for i in range(OH):
+                yr = y[p, i]
+                yr[:] = 0
+                for u in range(kh):
+                    h = i * sh - ph + u
+                    if h < 0 or h >= H:
+                        continue
+                    xr = x[p, h]
+                    for v in range(kw):
+                        off = v - pw
+                        j0 = 0 if off >= 0 else (sw - 1 - off) // sw
+                        j1 = min(OW, (W - 1 - off) // sw + 1)
+                        for j in range(j0, j1):
+                            yr[j] += xr[j * sw + off]
+                dr = div[i]
+                for j in range(OW):
+                    yr[j] /= dr[j]
+
+    @numba.njit(cache=True, nogil=True)
+    def _avg_pool2d_backward_numba(g, kh, kw, sh, sw, ph, pw, div, gx, lo, hi):  # pragma: no cover
+        # each window adds g / div to its in-image pixels; planes are independent (no races)
+        P, H, W = gx.shape
+        OH, OW = g.shape[1], g.shape[2]
+        q = np.empty(OW, g.dtype)
+        for p in range(lo, hi):
+            gx[p] = 0
+            for i in range(OH):
+                gr = g[p, i]
+                dr = div[i]
+                for j in range(OW):
+                    q[j] = gr[j] / dr[j]
+                for u in range(kh):
+                    h = i * sh - ph + u
+                    if h < 0 or h >= H:
+                        continue
+                    xr = gx[p, h]
+                    for v in range(kw):
+                        off = v - pw
+                        j0 = 0 if off >= 0 else (sw - 1 - off) // sw
+                        j1 = min(OW, (W - 1 - off) // sw + 1)
+                        for j in range(j0, j1):
+                            xr[j * sw + off] += q[j]
+
+
 def avg_pool2d_forward(x, k, s, p, out, div):
+    """Average pooling of planes ``x`` (P, H, W): window sums (padding reads 0) over ``div`` (OH, OW)."""
+    if USE_NUMBA and x.dtype in (np.float32, np.float64) and div.dtype == x.dtype:
+        x = np.ascontiguousarray(x)
+        y = np.empty((x.shape[0],) + tuple(out), x.dtype)
+        split_rows(lambda lo, hi: _avg_pool2d_numba(x, *k, *s, *p, np.ascontiguousarray(div), y, lo, hi), x.shape[0])
+        return y
+    return avg_pool2d_numpy(x, k, s, p, out, div)
+
+
+def avg_pool2d_backward(gy, H, W, k, s, p, div):
+    """Gradient of :func:`avg_pool2d_forward`: each window spreads ``gy / div`` over its input pixels."""
+    if USE_NUMBA and gy.dtype in (np.float32, np.float64) and div.dtype == gy.dtype:
+        gy = np.ascontiguousarray(gy)
+        gx = np.empty((gy.shape[0], H, W), gy.dtype)
+        split_rows(lambda lo, hi: _avg_pool2d_backward_numba(gy, *k, *s, *p, np.ascontiguousarray(div), gx, lo, hi),
+                   gy.shape[0])
+        return gx
+    return avg_pool2d_backward_numpy(gy, H, W, k, s, p, div)
+
+
+def avg_pool2d_numpy(x, k, s, p, out, div):
+    """Reference average pooling: a loop over the kernel offsets on strided views."""
     (kh, kw), (sh, sw), (ph, pw), (OH, OW) = k, s, p, out
     xp = _padded(x, ph, pw, (OH - 1) * sh + kh, (OW - 1) * sw + kw, 0)
     acc = None
@@ -181,7 +336,8 @@ def avg_pool2d_forward(x, k, s, p, out, div):
     return acc
 
 
-def avg_pool2d_backward(gy, H, W, k, s, p, div):
+def avg_pool2d_backward_numpy(gy, H, W, k, s, p, div):
+    """Reference gradient of average pooling: ``gy / div`` added back at every kernel offset."""
     (kh, kw), (sh, sw), (ph, pw) = k, s, p
     P, OH, OW = gy.shape
     g = gy / div

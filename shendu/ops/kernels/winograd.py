@@ -25,12 +25,20 @@ product: row 0 of both ``G`` and ``B^T`` (``N_0 = -1`` here) and the infinity pa
 
 **The layer.** Tiles of ``m x m`` outputs read overlapping ``alpha x alpha`` input tiles
 (``alpha = m + 2``, stride m). ``U = G g G^T`` per (K, C) once; per chunk of images (threads run
-chunks in parallel) the input goes channels-last, so every tile gather copies contiguous runs of C
-values; ``V = B^T d B`` for all tiles is one GEMM with ``kron(B^T, B^T)``; then for each of the
-``alpha^2`` transform positions one channel GEMM ``M[xi] = V[xi] (tiles x C) @ U[xi]^T (C x K)``;
-finally ``Y = A^T M A`` (a GEMM with ``kron(A^T, A^T)``) and the tiles go back to NCHW. 3x3 kernels,
-stride 1 and dilation 1 only. Backward is the exact adjoint of these steps, so the input and the
-weight gradient are also alpha^2 channel GEMMs (see :func:`conv2d_grads`).
+chunks in parallel): ``V = B^T d B`` for every tile; for each of the ``alpha^2`` transform positions
+one channel GEMM ``M[xi] = V[xi] (tiles x C) @ U[xi]^T (C x K)``; ``Y = A^T M A`` back to NCHW. 3x3
+kernels, stride 1 and dilation 1 only. Backward is the exact adjoint of these steps, so the input and
+the weight gradient are also alpha^2 channel GEMMs (see :func:`conv2d_grads`).
+
+Two implementations of the tile transforms give the same results:
+
+- numba (:mod:`shendu.ops.kernels.winograd_numba`), used when numba is installed: each transform is
+  one pass over a chunk in a channels-last, column-phase-split layout, fused with the NCHW copy;
+  F(2x2) and F(4x4) have their transforms written out. Measured (bench/conv.py layers, one thread):
+  the transforms went from ~70% to ~35% of a layer's time; forward+backward 1.3-2x faster.
+- NumPy (:func:`conv2d_numpy`, :func:`conv2d_grads_numpy`, the reference; ``USE_NUMBA = False``):
+  the input goes channels-last so every tile gather copies contiguous runs of C values; the 2-D
+  transform of all tiles is one GEMM with ``kron(B^T, B^T)`` (and ``kron(A^T, A^T)``).
 """
 
 from __future__ import annotations
@@ -40,14 +48,19 @@ import math
 from fractions import Fraction
 
 import numpy as np
+import scipy.linalg.blas as _blas
 
-from shendu.ops.kernels.im2col import gemm_chunk
-from shendu.ops.kernels.parallel import parallel_chunks
+from shendu.ops.kernels import winograd_numba as _wn
+from shendu.ops.kernels.parallel import num_threads, parallel_chunks, single_threaded_blas
 
 __all__ = [
     "poly_trim", "poly_mul", "poly_sub", "poly_divmod", "poly_gcd", "poly_ext_gcd", "poly_from_roots",
     "crt", "default_points", "transforms", "matrices", "filter_transform", "conv2d", "conv2d_grads",
+    "conv2d_numpy", "conv2d_grads_numpy", "USE_NUMBA",
 ]
+
+# The numba tile kernels (winograd_numba) when numba is installed; False forces the NumPy reference.
+USE_NUMBA = _wn.AVAILABLE
 
 
 # ------------------------------------------------------------------------------ polynomial arithmetic
@@ -228,7 +241,8 @@ def filter_transform(w, m: int) -> np.ndarray:
     """``U = G g G^T`` of every (k, c) filter: ``(alpha^2, K, C/groups)``."""
     K, Cg = w.shape[:2]
     _, _, KG = _kron(m, w.dtype)
-    return np.matmul(KG, w.reshape(K * Cg, 9).T).reshape(-1, K, Cg)
+    with single_threaded_blas():
+        return np.matmul(KG, w.reshape(K * Cg, 9).T).reshape(-1, K, Cg)
 
 
 def _tiles(x_shape, pads, m):
@@ -239,11 +253,23 @@ def _tiles(x_shape, pads, m):
     return P, Q, -(-P // m), -(-Q // m)
 
 
+# Chunk sizing, measured with the numba kernels (bench/conv.py layers, single thread): the alpha^2
+# channel GEMMs run best with ~100-200 tiles per chunk (fewer: narrow GEMMs; more: the chunk's
+# transformed tiles leave the cache). The scratch of one chunk is also capped, which bounds the
+# memory of wide layers (ResNet stage 4: 256 channels, a few tiles per image).
+_TILES = 128
+_SCRATCH_BYTES = 6 << 20
+
+
 def _chunk(N, C, K, T1, dt) -> int:
-    """Images per chunk: about im2col's ``_CHUNK_BYTES`` of transformed tiles, but at least ~96 tiles
-    so the alpha^2 channel GEMMs are not too narrow."""
-    nb = gemm_chunk(N, 36 * (C + K) * T1 * dt.itemsize)
-    return max(nb, min(-(-96 // T1), -(-N // 2)))
+    """Images per chunk: ~``_TILES`` tiles, at most ``_SCRATCH_BYTES`` of transformed tiles, and a
+    chunk count that is a multiple of the thread count (so threads finish together)."""
+    nb = max(1, round(_TILES / T1))
+    nb = min(nb, max(1, _SCRATCH_BYTES // (36 * (C + K) * T1 * dt.itemsize)), N)
+    threads = num_threads()
+    chunks = -(-N // nb)
+    chunks = -(-chunks // threads) * threads if chunks > 1 or N >= threads else chunks
+    return -(-N // min(chunks, N))
 
 
 def _channels_last(x, lo, hi, top, left, out):
@@ -295,14 +321,35 @@ class _Buffers:
 
     def __init__(self, dtype, **sizes):
         self.flat = {k: np.empty(v, dtype) for k, v in sizes.items() if v}
+        self.views = {}  # (name, shape) -> view: chunks repeat the same few shapes
 
     def get(self, name, shape):
-        return self.flat[name][:math.prod(shape)].reshape(shape)
+        key = (name, shape)
+        view = self.views.get(key)
+        if view is None:
+            view = self.views[key] = self.flat[name][:math.prod(shape)].reshape(shape)
+        return view
 
 
 def conv2d(x, w, pads=(0, 0, 0, 0), groups=1, m=4) -> np.ndarray:
     """3x3, stride-1 cross-correlation of ``x`` (N, C, H, W) with ``w`` (K, C/groups, 3, 3) by
-    Winograd ``F(m x m, 3 x 3)``.
+    Winograd ``F(m x m, 3 x 3)``: the numba kernels when available (:func:`_conv2d_numba`), else the
+    NumPy reference (:func:`conv2d_numpy`)."""
+    if _use_numba(x, w):
+        return _conv2d_numba(x, w, pads, groups, m)
+    return conv2d_numpy(x, w, pads, groups, m)
+
+
+def conv2d_grads(gy, x, w, pads=(0, 0, 0, 0), groups=1, m=4, need_input=True, need_weight=True,
+                 x_shape=None):
+    """``(gx, gw)`` of :func:`conv2d` (numba kernels or the NumPy reference, as :func:`conv2d`)."""
+    if _use_numba(gy, w, x):
+        return _conv2d_grads_numba(gy, x, w, pads, groups, m, need_input, need_weight, x_shape)
+    return conv2d_grads_numpy(gy, x, w, pads, groups, m, need_input, need_weight, x_shape)
+
+
+def conv2d_numpy(x, w, pads=(0, 0, 0, 0), groups=1, m=4) -> np.ndarray:
+    """The NumPy reference of :func:`conv2d`.
 
     Per chunk of images, channels last: pad, gather the tiles ``d``, ``V = B^T d B`` for all tiles (one
     GEMM with ``kron(B^T, B^T)``), ``M[xi] = V[xi] (tiles x C) @ U[xi]^T (C x K)`` for each of the
@@ -346,9 +393,9 @@ def conv2d(x, w, pads=(0, 0, 0, 0), groups=1, m=4) -> np.ndarray:
     return y
 
 
-def conv2d_grads(gy, x, w, pads=(0, 0, 0, 0), groups=1, m=4, need_input=True, need_weight=True,
-                 x_shape=None):
-    """``(gx, gw)`` of :func:`conv2d`: the exact adjoint of the Winograd algorithm.
+def conv2d_grads_numpy(gy, x, w, pads=(0, 0, 0, 0), groups=1, m=4, need_input=True, need_weight=True,
+                       x_shape=None):
+    """The NumPy reference of :func:`conv2d_grads`: the exact adjoint of the Winograd algorithm.
 
     With ``GY = A gy A^T`` per output tile (zeros beyond the output): ``gx`` overlap-adds the tiles
     ``B (GY[xi] @ U[xi]) B^T`` and ``gw = G^T (sum_tiles V[xi]^T @ GY[xi]) G`` — both gradients are
@@ -410,4 +457,127 @@ def conv2d_grads(gy, x, w, pads=(0, 0, 0, 0), groups=1, m=4, need_input=True, ne
             dU = dU + s.dU
         gw = np.matmul(KG.T, dU.transpose(0, 1, 3, 2).reshape(a2, K * Cg))    # (9, K*Cg)
         gw = np.ascontiguousarray(gw.reshape(3, 3, K, Cg).transpose(2, 3, 0, 1))
+    return gx, gw
+
+
+# ------------------------------------------------------------------------------ the numba path
+def _use_numba(*arrays) -> bool:
+    a0 = arrays[0]
+    return USE_NUMBA and a0.dtype in (np.float32, np.float64) and all(
+        a is None or (type(a) is np.ndarray and a.dtype == a0.dtype) for a in arrays)
+
+
+def _conv2d_numba(x, w, pads, groups, m):
+    """:func:`conv2d` with the numba tile kernels: per chunk of images, gather the padded input into
+    the phase-split channels-last layout, ``V = B^T d B``, the alpha^2 channel GEMMs (BLAS),
+    ``Y = A^T M A``, scatter into NCHW (see :mod:`shendu.ops.kernels.winograd_numba`)."""
+    x = np.ascontiguousarray(x)
+    N, C = x.shape[:2]
+    K, Cg = w.shape[:2]
+    G, Kg = groups, K // groups
+    a2 = (m + 2) ** 2
+    P, Q, th, tw = _tiles(x.shape, pads, m)
+    Hp = th * m + 2
+    dt = x.dtype
+    AT, _, BT = matrices(m, 3, dt)
+    UT = np.ascontiguousarray(filter_transform(w, m).reshape(a2, G, Kg, Cg).transpose(1, 0, 3, 2))  # (G,a2,Cg,Kg)
+    y = np.empty((N, K, P, Q), dt)
+    T1 = th * tw
+    nb = _chunk(N, C, K, T1, dt)
+    xq_size, yq_size = nb * Hp * m * (tw + 1) * C, nb * th * m * m * tw * K
+
+    def scratch():  # a step's input is free once it is transformed: two buffers serve all four
+        return _Buffers(dt, a=max(xq_size, a2 * nb * T1 * K), b=max(a2 * nb * T1 * C, yq_size))
+
+    def run(s, lo, hi):
+        n = hi - lo
+        T = n * T1
+        xq = s.get("a", (n, Hp, m, tw + 1, C))
+        _wn.gather_input(x, lo, pads[0], pads[2], xq)
+        V = s.get("b", (a2, T, C))
+        _wn.input_transform(xq, BT, th, tw, V)
+        M = s.get("a", (a2, T, K))
+        for g in range(G):  # M[xi] = V[xi] @ U[xi]^T, per group
+            np.matmul(V[:, :, g * Cg:(g + 1) * Cg], UT[g], out=M[:, :, g * Kg:(g + 1) * Kg])
+        yq = s.get("b", (n, th * m, m, tw, K))
+        _wn.output_transform(M, AT, th, tw, yq)
+        _wn.scatter_output(yq, y, lo)
+
+    parallel_chunks(run, N, nb, scratch)
+    return y
+
+
+def _add_gemm(acc, a, b):
+    """``acc += a @ b`` in place (BLAS gemm with beta = 1: no temporary of acc's size). C-ordered
+    ``acc = a @ b`` is the Fortran-ordered ``acc^T = b^T @ a^T``."""
+    gemm = _blas.sgemm if acc.dtype == np.float32 else _blas.dgemm
+    gemm(1.0, b.T, a.T, beta=1.0, c=acc.T, overwrite_c=1)
+
+
+def _conv2d_grads_numba(gy, x, w, pads, groups, m, need_input, need_weight, x_shape):
+    """:func:`conv2d_grads` with the numba tile kernels: ``GY = A gy A^T`` per tile (shared), then
+    ``gx`` = overlap-add of ``B (GY U) B^T`` and ``dU = V^T GY`` (V recomputed from x).
+
+    ``gw = G^T dU G`` is linear, so each thread adds every chunk's ``dU`` straight into its own
+    3x3-domain sum, a few transform positions at a time: no per-thread alpha^2 x C x K array (4x the
+    weight for F(4x4)), and the per-thread sums are added in a fixed order (reproducible)."""
+    x_shape = x.shape if x is not None else tuple(x_shape)
+    gy = np.ascontiguousarray(gy)
+    x = None if x is None else np.ascontiguousarray(x)
+    N, C, H, W = x_shape
+    K, Cg = w.shape[:2]
+    G, Kg = groups, K // groups
+    a2 = (m + 2) ** 2
+    P, Q, th, tw = _tiles(x_shape, pads, m)
+    Hp = th * m + 2
+    dt = gy.dtype
+    AT, _, BT = matrices(m, 3, dt)
+    KGT = np.ascontiguousarray(_kron(m, dt)[2].T)  # (9, a2)
+    T1 = th * tw
+    U = filter_transform(w, m).reshape(a2, G, Kg, Cg).transpose(1, 0, 2, 3) if need_input else None  # (G,a2,Kg,Cg)
+    gx = np.empty(x_shape, dt) if need_input else None
+    nb = _chunk(N, C, K, T1, dt)
+    step = max(1, min(a2, (1 << 20) // (Cg * Kg * dt.itemsize)))  # transform positions per dU block (~1 MB)
+    xq_size, gyq_size = nb * Hp * m * (tw + 1) * C, nb * th * m * m * tw * K
+
+    def scratch():
+        s = _Buffers(dt, a=max(xq_size, gyq_size), GY=a2 * nb * T1 * K, V=a2 * nb * T1 * C,
+                     D=step * Cg * Kg if need_weight else 0)
+        s.gw = np.zeros((G, 9, Cg * Kg), dt) if need_weight else None
+        return s
+
+    def run(s, lo, hi):
+        n = hi - lo
+        T = n * T1
+        gyq = s.get("a", (n, th * m, m, tw, K))
+        _wn.gather_output_grad(gy, lo, gyq)
+        GY = s.get("GY", (a2, T, K))
+        _wn.output_adjoint(gyq, AT, th, tw, GY)
+        if need_weight:
+            xq = s.get("a", (n, Hp, m, tw + 1, C))
+            _wn.gather_input(x, lo, pads[0], pads[2], xq)
+            V = s.get("V", (a2, T, C))
+            _wn.input_transform(xq, BT, th, tw, V)
+            for g in range(G):
+                for i in range(0, a2, step):  # dU[xi] = V[xi]^T @ GY[xi]; gw += G^T dU G
+                    j = min(a2, i + step)
+                    D = s.get("D", (j - i, Cg, Kg))
+                    np.matmul(V[i:j, :, g * Cg:(g + 1) * Cg].transpose(0, 2, 1), GY[i:j, :, g * Kg:(g + 1) * Kg],
+                              out=D)
+                    _add_gemm(s.gw[g], KGT[:, i:j], D.reshape(j - i, Cg * Kg))
+        if need_input:
+            GX = s.get("V", (a2, T, C))
+            for g in range(G):  # GX[xi] = GY[xi] @ U[xi]
+                np.matmul(GY[:, :, g * Kg:(g + 1) * Kg], U[g], out=GX[:, :, g * Cg:(g + 1) * Cg])
+            gxq = s.get("a", (n, Hp, m, tw + 1, C))
+            _wn.input_adjoint(GX, BT, th, tw, gxq)
+            _wn.scatter_input_grad(gxq, pads[0], pads[2], gx, lo)
+
+    states = parallel_chunks(run, N, nb, scratch)
+    gw = None
+    if need_weight:
+        acc = states[0].gw
+        for s in states[1:]:
+            acc += s.gw
+        gw = np.ascontiguousarray(acc.reshape(G, 3, 3, Cg, Kg).transpose(0, 4, 3, 1, 2)).reshape(K, Cg, 3, 3)
     return gx, gw
