@@ -142,15 +142,8 @@ def measure(fns, rounds):
 
 
 def set_threads(n: int) -> None:
-    import numba
-    from threadpoolctl import threadpool_limits
-
-    from shendu.ops.kernels import parallel
-
     torch.set_num_threads(n)
-    numba.set_num_threads(n)
-    parallel.set_num_threads(n)
-    threadpool_limits(n)  # BLAS (process-wide until exit)
+    shendu.set_num_threads(n)  # shendu's kernels, numba and BLAS (process-wide until exit)
 
 
 def main(argv=None):

@@ -341,12 +341,7 @@ def main():
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-        parallel.set_num_threads(args.threads)
-        try:  # the numba kernels (batch norm, pooling) have their own thread pool
-            import numba
-            numba.set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))
-        except ImportError:
-            pass
+        shendu.set_num_threads(args.threads)  # shendu's kernels, numba and BLAS
     if args.profile:
         return run_profile(args.profile, 32)
     rounds = 1 if args.quick else args.rounds

@@ -175,17 +175,6 @@ def plot_sampling(model: Net, images: np.ndarray, path: str) -> str:
     return path
 
 
-def set_threads(n: int) -> None:
-    import numba
-    from threadpoolctl import threadpool_limits
-
-    from shendu.ops.kernels import parallel
-
-    numba.set_num_threads(n)
-    parallel.set_num_threads(n)
-    threadpool_limits(n)
-
-
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--train", type=int, default=8000, help="training images (a fixed random subset)")
@@ -200,7 +189,7 @@ def main(argv=None) -> None:
     ap.add_argument("--threads", type=int, default=0, help="threads for BLAS, numba and shendu (0: defaults)")
     args = ap.parse_args(argv)
     if args.threads:
-        set_threads(args.threads)
+        shendu.set_num_threads(args.threads)
     if args.quick:
         args.train, args.test, args.epochs = 1000, 500, 1
     x_train, y_train = load(True, args.train)

@@ -18,6 +18,10 @@ from shendu.backend import Generator, get_default_dtype, initial_seed, manual_se
 from shendu import functional  # noqa: F401
 from shendu.functional import *  # noqa: F401,F403
 from shendu import nn, optim  # noqa: F401,E402
+from shendu.threads import get_num_threads, set_num_threads  # noqa: F401
+from shendu import threads as _threads
+
+_threads._from_environment()
 
 __version__ = "0.1.0"
 

@@ -71,6 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int)
     t.add_argument("--out", help="run folder (default runs/MODEL-DATASET-TIME)")
     t.add_argument("--resume", help="a run folder (or checkpoint folder) to continue exactly")
+    t.add_argument("--threads", type=int, help="threads for every compute pool (default: all cores; "
+                   "a bit-exact resume needs the count of the run it continues)")
 
     e = sub.add_parser("eval", help="evaluate a checkpoint on its dataset's test split")
     e.add_argument("checkpoint", help="a run folder or a checkpoint folder")
@@ -259,7 +261,8 @@ def train_task(task: str, args) -> int:
     if unknown:
         raise SystemExit(f"shendu train --task {task}: option(s) {', '.join(unknown)} do not apply; "
                          f"its options: {', '.join(sorted(module.DEFAULTS))}")
-    cfg = {**module.DEFAULTS, **given, "task": task}
+    model_defaults = getattr(module, "MODEL_DEFAULTS", {}).get(given.get("model", module.DEFAULTS.get("model")), {})
+    cfg = {**module.DEFAULTS, **model_defaults, **given, "task": task}
     run_dir = args.out or cfg.get("out") or os.path.join(
         "runs", f"{task}-{cfg.get('model', task)}-{time.strftime('%Y%m%d-%H%M%S')}")
     cfg["out"] = run_dir
@@ -272,6 +275,10 @@ def train_task(task: str, args) -> int:
 def cmd_train(args) -> int:
     from shendu.train import evaluate, fit
 
+    if args.threads is not None:
+        from shendu.threads import set_num_threads
+
+        set_num_threads(args.threads)
     task = args.task or (_run_config(args.resume).get("task", "classify") if args.resume else "classify")
     if task != "classify":
         return train_task(task, args)

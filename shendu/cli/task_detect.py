@@ -24,12 +24,14 @@ import time
 
 import numpy as np
 
-from shendu.vision.detection import localization, ssd, yolo
+from shendu.vision.detection import localization, rcnn, ssd, yolo
+from shendu.vision.detection.common import flip_batch
 
 __all__ = ["DEFAULTS", "DETECTORS", "train", "evaluate", "scenes_for", "add_commands", "load_detector",
            "draw_detections"]
 
-DETECTORS = {"yolo": yolo, "ssd": ssd, "localize": localization}
+DETECTORS = {"yolo": yolo, "ssd": ssd, "localize": localization, "faster_rcnn": rcnn, "fast_rcnn": rcnn,
+             "rcnn": rcnn}
 
 DEFAULTS = {
     "model": "yolo",
@@ -51,6 +53,17 @@ DEFAULTS = {
     "flip": True,            # random horizontal flips of image and boxes
     "score_thresh": 0.05,
     "nms_thresh": 0.45,
+    "svm_scenes": 500,       # R-CNN only: training scenes its SVMs and box regressors are fitted on
+}
+
+# What differs per detector, under the options given (the R-CNN family is sized for 96 px canvases; the
+# selective-search models precompute proposals per training image, so they train on fewer scenes, unflipped)
+MODEL_DEFAULTS = {
+    "faster_rcnn": {"image_size": 96, "batch_size": 8, "lr": 1e-3, "epochs": 8, "steps_per_epoch": 250},
+    "fast_rcnn": {"image_size": 96, "batch_size": 8, "lr": 1e-3, "epochs": 6, "train_scenes": 2000,
+                  "steps_per_epoch": None, "flip": False},
+    "rcnn": {"image_size": 96, "batch_size": 8, "lr": 1e-3, "epochs": 6, "train_scenes": 2000,
+             "steps_per_epoch": None, "flip": False},
 }
 
 
@@ -60,18 +73,6 @@ def scenes_for(cfg: dict, split: str, length: int, seed: int):
 
     return FashionScenes(split, size=cfg["image_size"], max_objects=cfg["max_objects"], seed=seed,
                          root=cfg["data_root"], length=length, single_object=cfg["model"] == "localize")
-
-
-def _flip(images: np.ndarray, targets: list, rng: np.random.Generator) -> tuple:
-    """Flip a random half of the batch left-right, boxes with it (x1, x2 -> W - x2, W - x1)."""
-    W = images.shape[-1]
-    flip = rng.random(len(images)) < 0.5
-    images = np.where(flip[:, None, None, None], images[..., ::-1], images)
-    out = []
-    for t, f in zip(targets, flip):  # per-image dicts of a few boxes each
-        b = np.asarray(t["boxes"], np.float32)
-        out.append({**t, "boxes": np.stack([W - b[:, 2], b[:, 1], W - b[:, 0], b[:, 3]], 1) if f else b})
-    return np.ascontiguousarray(images), out
 
 
 def evaluate(module, model, scenes, cfg: dict, batch_size: int = 128) -> dict:
@@ -148,7 +149,7 @@ def train(cfg: dict, run_dir: str, resume: bool) -> int:
                 break
             images, targets = train_set.get_batch(order[b * cfg["batch_size"]:(b + 1) * cfg["batch_size"]])
             if cfg["flip"]:
-                images, targets = _flip(images, targets, rng)
+                images, targets = flip_batch(images, targets, rng)
             for group in optimizer.param_groups:
                 group["lr"] = _lr_at(cfg, step, total)
             logs = module.train_step(model, shendu.tensor(images), targets, optimizer, cfg["grad_clip"])
@@ -177,6 +178,15 @@ def train(cfg: dict, run_dir: str, resume: bool) -> int:
 
     test_set = scenes_for(cfg, "test", cfg["test_scenes"], cfg["seed"])
     load_checkpoint(os.path.join(ckpt_dir, "best"), model, restore_rng=False)
+    if hasattr(module, "post_train"):  # R-CNN: per-class SVMs and box regressors on the fine-tuned features
+        t0 = time.time()
+        images, targets = train_set.get_batch(np.arange(min(cfg["svm_scenes"], len(train_set))))
+        summary = module.post_train(model, shendu.tensor(images), targets)
+        if summary:
+            save_checkpoint(os.path.join(ckpt_dir, "best"), model, optimizer, epoch=epoch, step=step, config=cfg,
+                            extra={"history": history, "post_train": summary})
+            scalars = ", ".join(f"{k} {v}" for k, v in summary.items() if np.isscalar(v))
+            print(f"shendu train: post-training on {len(images)} scenes ({scalars}), {time.time() - t0:.0f}s")
     result = evaluate(module, model, test_set, cfg)
     with open(os.path.join(run_dir, "test_metrics.json"), "w") as f:
         json.dump(result, f, indent=1)

@@ -10,7 +10,7 @@ import pytest
 from shendu.cli import task_detect
 
 TINY = {"image_size": 32, "batch_size": 4, "steps_per_epoch": 2, "epochs": 1, "train_scenes": 64, "val_scenes": 4,
-        "test_scenes": 4}
+        "test_scenes": 4, "svm_scenes": 6}
 
 
 def _rows(run_dir):
@@ -24,7 +24,7 @@ def test_registry_modules_have_the_interface():
             assert callable(getattr(module, fn)), (name, fn)
 
 
-@pytest.mark.parametrize("model", ["ssd", "localize"])
+@pytest.mark.parametrize("model", ["ssd", "localize", "faster_rcnn", "rcnn"])
 def test_train_writes_a_run_folder(tmp_path, model, capsys):
     run = str(tmp_path / model)
     assert task_detect.train({**TINY, "model": model}, run, resume=False) == 0
@@ -40,6 +40,10 @@ def test_train_writes_a_run_folder(tmp_path, model, capsys):
         assert {"accuracy", "mean_iou"} <= set(test)
     out = capsys.readouterr().out
     assert "epoch 1:" in out and "test mAP@0.5" in out
+    if model == "rcnn":  # the SVM stage ran after fine-tuning and its fit is in the best checkpoint
+        assert "post-training on 6 scenes" in out
+        _, reloaded, _ = task_detect.load_detector(run)
+        assert reloaded.svm_fitted.numpy().tolist() == [1.0]
 
 
 def test_resume_and_detect_command(tmp_path, capsys):

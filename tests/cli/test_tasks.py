@@ -29,6 +29,16 @@ def test_flags_override_the_task_defaults_and_the_config_is_saved(fake_task, tmp
     assert json.loads((run / "config.json").read_text())["epochs"] == 7
 
 
+def test_model_defaults_sit_between_the_task_defaults_and_the_flags(fake_task, tmp_path, monkeypatch):
+    import fake_task_module
+
+    monkeypatch.setattr(fake_task_module, "MODEL_DEFAULTS", {"big": {"epochs": 9, "lr": 0.01}}, raising=False)
+    cli.main(["train", "--task", "fake", "--model", "big", "--lr", "0.5", "--out", str(tmp_path / "a")])
+    cli.main(["train", "--task", "fake", "--out", str(tmp_path / "b")])  # model "tiny": no model defaults
+    (big, _, _), (tiny, _, _) = fake_task
+    assert (big["epochs"], big["lr"], tiny["epochs"], tiny["lr"]) == (9, 0.5, 3, 0.1)
+
+
 def test_resume_reads_the_saved_config(fake_task, tmp_path):
     run = tmp_path / "run"
     cli.main(["train", "--task", "fake", "--lr", "0.5", "--out", str(run)])

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["as_array", "elementwise_iou", "stack_targets", "postprocess", "generic_train_step"]
+__all__ = ["as_array", "elementwise_iou", "stack_targets", "flip_batch", "postprocess", "generic_train_step"]
 
 
 def as_array(x, dtype=None) -> np.ndarray:
@@ -36,6 +36,25 @@ def stack_targets(targets) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     labels = [as_array(t["labels"], np.int64).reshape(-1) for t in targets]
     index = np.repeat(np.arange(len(targets)), [len(b) for b in boxes])
     return index, np.concatenate(boxes or [np.zeros((0, 4))]), np.concatenate(labels or [np.zeros(0, np.int64)])
+
+
+def flip_batch(images: np.ndarray, targets: list, rng: np.random.Generator) -> tuple[np.ndarray, list]:
+    """Flip a random half of a batch ``(N, C, H, W)`` left-right, boxes with it (x1, x2 -> W - x2, W - x1).
+
+    >>> img = np.arange(4, dtype=np.float32).reshape(1, 1, 1, 4)
+    >>> out, t = flip_batch(img, [{"boxes": np.array([[0, 0, 1, 1]]), "labels": np.array([1])}],
+    ...                     np.random.default_rng(2))
+    >>> out.ravel().tolist(), t[0]["boxes"].tolist()
+    ([3.0, 2.0, 1.0, 0.0], [[3.0, 0.0, 4.0, 1.0]])
+    """
+    W = images.shape[-1]
+    flip = rng.random(len(images)) < 0.5
+    images = np.ascontiguousarray(np.where(flip[:, None, None, None], images[..., ::-1], images))
+    out = []
+    for t, f in zip(targets, flip):  # per-image dicts of a few boxes each
+        b = np.asarray(t["boxes"], np.float32).reshape(-1, 4)
+        out.append({**t, "boxes": np.stack([W - b[:, 2], b[:, 1], W - b[:, 0], b[:, 3]], 1) if f else b})
+    return images, out
 
 
 def postprocess(boxes: np.ndarray, scores: np.ndarray, score_thresh: float = 0.05, nms_thresh: float = 0.45,
