@@ -23,3 +23,5 @@ from shendu.models.resnet import *  # noqa: F401,F403
 from shendu.models.resnet_keras import *  # noqa: F401,F403
 from shendu.models.fmnist import *  # noqa: F401,F403
 from shendu.models.recurrent import *  # noqa: F401,F403
+from shendu.models import gan, vae  # noqa: F401,E402  (gan.Generator / gan.Discriminator: DCGAN)
+from shendu.models.vae import VAE, ConvVAE  # noqa: F401,E402

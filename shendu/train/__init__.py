@@ -15,6 +15,7 @@ from shendu.train.callbacks import (  # noqa: F401
                                     find_nonfinite,
 )
 from shendu.train.checkpoint import load_checkpoint, save_checkpoint  # noqa: F401
+from shendu.train import divergence, generative  # noqa: F401,E402
 from shendu.train.ensemble import Ensemble  # noqa: F401,E402
 from shendu.train.hparam import cross_validate, kfold_indices  # noqa: F401,E402
 from shendu.train.loop import History, Trainer, evaluate, fit, train_one_epoch, train_step  # noqa: F401
