@@ -2,7 +2,7 @@
 
 Detectors register in :data:`DETECTORS` (name -> module). A detector module exposes::
 
-    build_model(name: str, num_classes: int) -> Module             # num_classes excludes background
+    build_model(name: str, num_classes: int, **model_options) -> Module   # num_classes excludes background
     train_step(model, images: Tensor, targets: list[dict], optimizer, grad_clip=None) -> dict[str, float]
         # one optimizer step (forward, loss, zero_grad, backward, step); returns {"loss": ..., <parts>}
     predict(model, images: Tensor, score_thresh, nms_thresh, max_detections) -> list[dict]
@@ -54,6 +54,7 @@ DEFAULTS = {
     "score_thresh": 0.05,
     "nms_thresh": 0.45,
     "svm_scenes": 500,       # R-CNN only: training scenes its SVMs and box regressors are fitted on
+    "model_options": {},     # keyword arguments of the model's constructor, e.g. {"width": 32} for yolo/ssd
 }
 
 # What differs per detector, under the options given (the R-CNN family is sized for 96 px canvases; the
@@ -114,13 +115,17 @@ def train(cfg: dict, run_dir: str, resume: bool) -> int:
     if cfg["model"] not in DETECTORS:
         raise SystemExit(f"shendu train --task detect: unknown model {cfg['model']!r}; choose from {sorted(DETECTORS)}")
     module = DETECTORS[cfg["model"]]
-    os.makedirs(run_dir, exist_ok=True)
     shendu.manual_seed(cfg["seed"])
     train_set = scenes_for(cfg, "train", cfg["train_scenes"], cfg["seed"])
     val_set = scenes_for(cfg, "train", cfg["val_scenes"], cfg["seed"] + 1000)
     classes = list(train_set.classes)
     cfg["classes"] = classes
-    model = module.build_model(cfg["model"], len(classes) - 1)
+    try:
+        model = module.build_model(cfg["model"], len(classes) - 1, **cfg["model_options"])
+    except TypeError as exc:  # an option the model's constructor does not take
+        raise SystemExit(f"shendu train --task detect: model_options {cfg['model_options']} do not fit "
+                         f"{cfg['model']}: {exc}") from None
+    os.makedirs(run_dir, exist_ok=True)
     optimizer = optim.Adam(model.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
     steps_per_epoch = cfg["steps_per_epoch"] or max(1, len(train_set) // cfg["batch_size"])
     total = cfg["epochs"] * steps_per_epoch
@@ -245,7 +250,7 @@ def load_detector(path: str):
     tree = load_checkpoint(folder, restore_rng=False)
     cfg = tree["config"]
     module = DETECTORS[cfg["model"]]
-    model = module.build_model(cfg["model"], len(cfg["classes"]) - 1)
+    model = module.build_model(cfg["model"], len(cfg["classes"]) - 1, **cfg.get("model_options", {}))
     model.load_state_dict(tree["model"])
     model.eval()
     return module, model, cfg

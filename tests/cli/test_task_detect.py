@@ -75,3 +75,14 @@ def test_resume_and_detect_command(tmp_path, capsys):
 def test_unknown_model_is_refused(tmp_path):
     with pytest.raises(SystemExit, match="unknown model 'retinanet'"):
         task_detect.train({**TINY, "model": "retinanet"}, str(tmp_path / "x"), resume=False)
+
+
+def test_model_options_reach_the_constructor(tmp_path):
+    run = str(tmp_path / "narrow")
+    assert task_detect.train({**TINY, "model": "ssd", "model_options": {"width": 8}}, run, resume=False) == 0
+    _, model, cfg = task_detect.load_detector(run)  # rebuilt from the saved config, so the weights fit
+    assert cfg["model_options"] == {"width": 8}
+    assert model.backbone[0].out_channels == 4
+    with pytest.raises(SystemExit, match="model_options {'depth': 3} do not fit ssd"):
+        task_detect.train({**TINY, "model": "ssd", "model_options": {"depth": 3}}, str(tmp_path / "x"), resume=False)
+    assert not (tmp_path / "x").exists()

@@ -109,8 +109,8 @@ extra_metrics = localization_metrics  # what ``--task detect`` reports besides m
 
 
 # --------------------------------------------------------------------------------- the detector interface
-def build_model(name: str = "localize", num_classes: int = 10, in_channels: int = 1) -> Localizer:
-    return Localizer(num_classes=num_classes, in_channels=in_channels)
+def build_model(name: str = "localize", num_classes: int = 10, in_channels: int = 1, **kw) -> Localizer:
+    return Localizer(num_classes=num_classes, in_channels=in_channels, **kw)
 
 
 def train_step(model, images, targets, optimizer, grad_clip: float | None = None) -> dict:

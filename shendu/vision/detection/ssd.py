@@ -276,9 +276,9 @@ def decode(loc, conf, priors: np.ndarray, image_size) -> tuple[np.ndarray, np.nd
 
 
 # --------------------------------------------------------------------------------- the detector interface
-def build_model(name: str = "ssd", num_classes: int = 10, in_channels: int = 1) -> SSD:
+def build_model(name: str = "ssd", num_classes: int = 10, in_channels: int = 1, **kw) -> SSD:
     """The detector of ``shendu train --task detect --model ssd``; ``num_classes`` excludes background."""
-    return SSD(num_classes=num_classes, in_channels=in_channels)
+    return SSD(num_classes=num_classes, in_channels=in_channels, **kw)
 
 
 def train_step(model, images, targets, optimizer, grad_clip: float | None = None) -> dict:

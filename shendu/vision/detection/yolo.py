@@ -160,9 +160,9 @@ def decode(pred, image_size, num_boxes: int = 2) -> tuple[np.ndarray, np.ndarray
 
 
 # --------------------------------------------------------------------------------- the detector interface
-def build_model(name: str = "yolo", num_classes: int = 10, in_channels: int = 1) -> YOLOv1:
+def build_model(name: str = "yolo", num_classes: int = 10, in_channels: int = 1, **kw) -> YOLOv1:
     """The detector of ``shendu train --task detect --model yolo``; ``num_classes`` excludes background."""
-    return YOLOv1(num_classes=num_classes, in_channels=in_channels)
+    return YOLOv1(num_classes=num_classes, in_channels=in_channels, **kw)
 
 
 def train_step(model, images, targets, optimizer, grad_clip: float | None = None) -> dict:
