@@ -78,6 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("checkpoint", help="a run folder or a checkpoint folder")
     e.add_argument("--data-root", dest="data_root")
     e.add_argument("--batch-size", dest="batch_size", type=int, default=256)
+    e.add_argument("--plots", metavar="DIR", help="also write confusion.png and predictions.png (a grid of test "
+                   "images with predicted / true labels) into DIR")
 
     pr = sub.add_parser("predict", help="classify image files with a checkpoint (top-k with class names)")
     pr.add_argument("checkpoint")
@@ -346,18 +348,34 @@ def _load_model(path: str):
 
 
 def cmd_eval(args) -> int:
-    from shendu import nn
+    import numpy as np
+
+    from shendu import nn, no_grad, tensor
     from shendu.data import DataLoader
-    from shendu.train import evaluate
+    from shendu.train import evaluate, plots
+    from shendu.train.metrics import ConfusionMatrix
 
     model, cfg = _load_model(args.checkpoint)
     norm = cfg["normalization"]
     test = load_split(cfg["dataset"], False, args.data_root or cfg.get("data_root"),
                       _augmentation("none", norm["size"], norm["mean"], norm["std"]))
+    names = norm["classes"]
     result = evaluate(model, DataLoader(test, batch_size=args.batch_size), nn.CrossEntropyLoss(),
-                      metrics=("accuracy", "top5"))
-    print(json.dumps({k: (round(v, 6) if isinstance(v, float) else v) for k, v in result.items()
-                      if isinstance(v, (int, float))}, indent=1))
+                      metrics=("accuracy", "top5", ConfusionMatrix(len(names))))
+    matrix = result.pop("confusion_matrix")
+    out = {k: (round(v, 6) if isinstance(v, float) else v) for k, v in result.items() if isinstance(v, (int, float))}
+    recall = np.diag(matrix) / np.maximum(matrix.sum(1), 1)
+    out["per_class_accuracy"] = {name: round(float(r), 4) for name, r in zip(names, recall)}
+    if args.plots:
+        os.makedirs(args.plots, exist_ok=True)
+        images, labels = next(iter(DataLoader(test, batch_size=32)))
+        with no_grad():
+            pred = model(tensor(images)).numpy().argmax(1)
+        shown = images.numpy() * np.reshape(norm["std"], (1, -1, 1, 1)) + np.reshape(norm["mean"], (1, -1, 1, 1))
+        out["plots"] = [plots.plot_confusion_matrix(matrix, os.path.join(args.plots, "confusion.png"), names),
+                        plots.plot_image_grid(shown, os.path.join(args.plots, "predictions.png"), pred,
+                                              labels.numpy(), names)]
+    print(json.dumps(out, indent=1))
     return 0
 
 

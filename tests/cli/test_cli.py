@@ -31,10 +31,16 @@ def test_train_learns_digits(run_dir):
     assert rows[-1]["val_accuracy"] > 0.8  # two epochs of the small CNN on 8x8 digits; chance is 0.1
 
 
-def test_eval(run_dir, capsys):
-    assert main(["eval", str(run_dir)]) == 0
+def test_eval(run_dir, capsys, tmp_path):
+    assert main(["eval", str(run_dir), "--plots", str(tmp_path / "plots")]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["accuracy"] > 0.8
+    per_class = result["per_class_accuracy"]
+    assert len(per_class) == 10
+    # the mean of per-class recalls is near the accuracy (the digits test split is nearly balanced)
+    assert abs(np.mean(list(per_class.values())) - result["accuracy"]) < 0.05
+    for name in ("confusion.png", "predictions.png"):
+        assert (tmp_path / "plots" / name).stat().st_size > 1000
 
 
 def test_predict_prints_topk_with_class_names(run_dir, tmp_path, capsys):
