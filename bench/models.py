@@ -15,11 +15,11 @@ pause before each timed call (torch's OpenMP threads spin after a parallel regio
 default thread count; shendu uses its chunk threads. ratio = shendu / torch; goal <= 1.25 for inference,
 <= 1.5 for the training step.
 
-``--profile`` (default ResNet-50, batch 32, inference) times shendu by op (every ``Function.apply``; convs
+``--profile`` (default ResNet-50, inference, batch 32 or ``--profile-batch``) times shendu by op (every ``Function.apply``; convs
 split by kernel size and the algorithm chosen), and torch by aten op, to show where the gap is.
 
 Run: python bench/models.py [--quick] [--rounds 3] [--models resnet18,resnet50,...] [--threads N]
-     [--profile [MODEL]]
+     [--profile [MODEL] [--profile-batch N]]
 """
 
 from __future__ import annotations
@@ -337,13 +337,14 @@ def main():
     ap.add_argument("--threads", type=int,
                     help="threads for both libraries (torch.set_num_threads; shendu's kernel and numba threads)")
     ap.add_argument("--profile", nargs="?", const="resnet50", metavar="MODEL",
-                    help="profile inference of MODEL (default resnet50) at batch 32 by op type, then exit")
+                    help="profile inference of MODEL (default resnet50) by op type, then exit")
+    ap.add_argument("--profile-batch", type=int, default=32, metavar="N", help="batch size of --profile")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
         shendu.set_num_threads(args.threads)  # shendu's kernels, numba and BLAS
     if args.profile:
-        return run_profile(args.profile, 32)
+        return run_profile(args.profile, args.profile_batch)
     rounds = 1 if args.quick else args.rounds
     print(f"torch {torch.__version__} ({torch.get_num_threads()} threads), shendu {shendu.__version__} "
           f"({parallel.num_threads()} kernel threads), "

@@ -115,6 +115,7 @@ _GEMM_FLOP = 1 / 42e9      # seconds per flop of a well-shaped GEMM
 _COPY_ELEM = 1 / 1.07e9    # seconds per element of im2col's strided gathers/scatters
 # seconds per tile element (alpha^2 per tile and channel) of one Winograd pass: numba kernels / NumPy
 _TILE_ELEM = 8e-10 if _winograd.USE_NUMBA else 8e-9
+_FILTER_ELEM = 3.2e-9      # seconds per element of a Winograd filter transform (alpha^2 K C/groups)
 _FFT_ELEM = 1 / 0.73e9     # seconds per element * log2(length) of a 2-D real FFT
 _CALL = 3e-4               # fixed cost of one call (Python, buffers, threads)
 
@@ -129,7 +130,9 @@ def estimate_costs(x_shape, w_shape, g: Geometry) -> dict:
     im2col: 3 GEMMs of ``2 N K C k^2 P Q / groups`` flops plus ~3 passes over the column matrix
     (none for a plain 1x1 GEMM). winograd (F(4x4) and F(2x2)): the channel GEMMs shrink by
     ``(m+2)^2 / (m^2 k^2)``, but every pass transforms ``(m+2)^2`` values per tile and channel of its
-    input and output (gathers, small GEMMs, transposes), which dominates for few channels.
+    input and output (gathers, small GEMMs, transposes), which dominates for few channels, and the
+    filters are transformed on every call (``alpha^2 K C`` values, 4x the weight for F(4x4)), which
+    dominates for small batches of deep layers.
     fft: ~3 transforms of every input, output and filter plane at the padded size (the kernel size
     does not matter) plus small complex GEMMs per frequency. direct is the reference, never chosen
     (depthwise convolutions run as im2col's per-group GEMMs, measured faster than its multiply-adds).
@@ -155,7 +158,8 @@ def estimate_costs(x_shape, w_shape, g: Geometry) -> dict:
             a2 = (m + 2) ** 2
             channel_gemms = 3 * _gemm_seconds(2.0 * a2 * tiles * K * Cg, min(Kg, Cg))
             transforms = 3 * tiles * a2 * (C + K) * _TILE_ELEM
-            costs[name] = _CALL + channel_gemms + transforms
+            filters = 3 * a2 * K * Cg * _FILTER_ELEM  # per call, whatever the batch: dominates at batch 1
+            costs[name] = _CALL + channel_gemms + transforms + filters
     Hp, Wp = H + g.pads[0] + g.pads[1], W + g.pads[2] + g.pads[3]
     Lh, Lw = _fft.fft_sizes(Hp, Wp)
     planes = N * C + N * K + K * Cg

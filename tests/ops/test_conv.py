@@ -106,6 +106,8 @@ def test_conv_transpose_is_the_adjoint_of_conv(alg):
     ((8, 64, 28, 28), (64, 1, 3, 3), dict(padding=1, groups=64), "im2col"),  # depthwise: per-group GEMMs
     ((2, 3, 64, 64), (4, 3, 31, 31), dict(padding=15), "fft"),
     ((8, 3, 64, 64), (16, 3, 7, 7), dict(stride=2, padding=3), "im2col"),
+    # batch 1 of a deep layer: Winograd's per-call filter transform (4x the weight) costs more than it saves
+    ((1, 512, 7, 7), (512, 512, 3, 3), dict(padding=1), "im2col"),
 ])
 def test_auto_choice_is_reported(x_shape, w_shape, kw, expected):
     x = np.zeros(x_shape, np.float32)
@@ -162,6 +164,27 @@ def test_threads_and_chunk_boundaries(alg, monkeypatch):
         parallel.set_num_threads(before)
     for a, b in zip(results[1], results[2]):
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("alg, w_shape, kw", [
+    ("im2col", (6, 4, 3, 3), dict(padding=1, stride=2)),
+    ("im2col", (6, 2, 3, 3), dict(padding=1, groups=2)),
+    ("im2col", (6, 4, 1, 1), {}),
+    ("winograd", (6, 4, 3, 3), dict(padding=1)),
+    ("winograd", (6, 2, 3, 3), dict(padding=1, groups=2)),
+])
+def test_single_image_splits_output_channels_over_threads(alg, w_shape, kw):
+    """Batch 1 on 2 threads (the GEMM split by output channels, see im2col._split_channels) = torch."""
+    x = RNG.standard_normal((1, 4, 11, 9)).astype(np.float32)
+    w = RNG.standard_normal(w_shape).astype(np.float32)
+    want = TF.conv2d(torch.tensor(x), torch.tensor(w), **kw).numpy()
+    before = parallel.num_threads()
+    try:
+        parallel.set_num_threads(2)
+        got = shendu.conv2d(x, w, algorithm=alg, **kw).numpy()
+    finally:
+        parallel.set_num_threads(before)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=2e-4)
 
 
 def test_large_batch_chunks_match_torch_float32():

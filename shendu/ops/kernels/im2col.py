@@ -27,7 +27,7 @@ import math
 
 import numpy as np
 
-from shendu.ops.kernels.parallel import chunk_size, parallel_chunks
+from shendu.ops.kernels.parallel import chunk_size, num_threads, parallel_chunks, single_threaded_blas, split_rows
 
 __all__ = ["out_size", "offset_ranges", "im2col", "col2im", "conv2d", "conv2d_grads", "gemm_chunk"]
 
@@ -173,10 +173,19 @@ def conv2d(x, w, stride=(1, 1), pads=(0, 0, 0, 0), dilation=(1, 1), groups=1) ->
     PQ = P * Q
     y = np.empty((N, G, Kg, PQ), x.dtype)
     if _is_plain_gemm(w.shape, stride, pads, dilation):  # the input is already the column matrix
+        if N == 1 and num_threads() > 1:
+            _split_channels(wmat, x.reshape(G, Cg, H * W), y[0])
+            return y.reshape(N, K, P, Q)
+
         def plain(_, lo, hi):
             np.matmul(wmat, x[lo:hi].reshape(hi - lo, G, Cg, H * W), out=y[lo:hi])
 
         parallel_chunks(plain, N, gemm_chunk(N, C * H * W * x.itemsize))
+        return y.reshape(N, K, P, Q)
+    if N == 1 and num_threads() > 1:  # one image: the threads share its GEMM instead
+        buf = np.zeros((C, kh, kw, 1, P, Q), x.dtype)
+        _fill_cols(x, buf, rows, cols, stride)
+        _split_channels(wmat, buf.reshape(G, CgRS, PQ), y[0])
         return y.reshape(N, K, P, Q)
     nb = _gemm_chunk(N, C * kh * kw, PQ, x.itemsize)
 
@@ -193,6 +202,14 @@ def conv2d(x, w, stride=(1, 1), pads=(0, 0, 0, 0), dilation=(1, 1), groups=1) ->
 
     parallel_chunks(run, N, nb, scratch)
     return y.reshape(N, K, P, Q)
+
+
+def _split_channels(wmat, cols, out):
+    """``out = wmat @ cols`` (``(G, Kg, R) @ (G, R, L) -> (G, Kg, L)``) with the output channels split
+    over the kernel threads: a single image gives parallel_chunks nothing to share out (batch-1
+    inference), but its GEMM splits cleanly by rows."""
+    with single_threaded_blas():
+        split_rows(lambda lo, hi: np.matmul(wmat[:, lo:hi], cols, out=out[:, lo:hi]), wmat.shape[1])
 
 
 def conv2d_grads(gy, x, w, stride=(1, 1), pads=(0, 0, 0, 0), dilation=(1, 1), groups=1,

@@ -51,7 +51,7 @@ import numpy as np
 import scipy.linalg.blas as _blas
 
 from shendu.ops.kernels import winograd_numba as _wn
-from shendu.ops.kernels.parallel import num_threads, parallel_chunks, single_threaded_blas
+from shendu.ops.kernels.parallel import num_threads, parallel_chunks, single_threaded_blas, split_rows
 
 __all__ = [
     "poly_trim", "poly_mul", "poly_sub", "poly_divmod", "poly_gcd", "poly_ext_gcd", "poly_from_roots",
@@ -237,12 +237,21 @@ def _kron(m: int, dtype) -> tuple:
 
 
 # ------------------------------------------------------------------------------ the layer kernel
-def filter_transform(w, m: int) -> np.ndarray:
-    """``U = G g G^T`` of every (k, c) filter: ``(alpha^2, K, C/groups)``."""
+def filter_transform(w, m: int, groups: int = 1) -> np.ndarray:
+    """``U = G g G^T`` of every (k, c) filter, laid out for the channel GEMMs: ``(groups, alpha^2,
+    C/groups, K/groups)`` (``U[g, xi]^T`` is group g's filter matrix at transform position xi).
+
+    Written in that layout by the GEMMs themselves: transposing the ``alpha^2 K C`` result afterwards
+    (4x the weight for F(4x4)) took longer than the transform, and at batch 1 dominated deep layers."""
     K, Cg = w.shape[:2]
+    G, Kg = groups, K // groups
     _, _, KG = _kron(m, w.dtype)
+    U = np.empty((G, KG.shape[0], Cg, Kg), w.dtype)
+    wv = w.reshape(G, Kg, Cg, 9)
     with single_threaded_blas():
-        return np.matmul(KG, w.reshape(K * Cg, 9).T).reshape(-1, K, Cg)
+        for g in range(G):  # U[g, :, c, :] = KG @ w[g, :, c, :]^T, one (alpha^2 x 9) @ (9 x Kg) per channel
+            np.matmul(KG, wv[g].transpose(1, 2, 0), out=U[g].transpose(1, 0, 2))
+    return U
 
 
 def _tiles(x_shape, pads, m):
@@ -363,7 +372,7 @@ def conv2d_numpy(x, w, pads=(0, 0, 0, 0), groups=1, m=4) -> np.ndarray:
     Hp, Wp = th * m + 2, tw * m + 2
     dt = x.dtype
     KB, KA, _ = _kron(m, dt)
-    UT = np.ascontiguousarray(filter_transform(w, m).reshape(a2, G, Kg, Cg).transpose(0, 1, 3, 2))  # (a2,G,Cg,Kg)
+    UT = np.ascontiguousarray(filter_transform(w, m, G).transpose(1, 0, 2, 3))  # (a2,G,Cg,Kg)
     y = np.empty((N, K, P, Q), dt)
     T1 = th * tw
     nb = _chunk(N, C, K, T1, dt)
@@ -412,7 +421,7 @@ def conv2d_grads_numpy(gy, x, w, pads=(0, 0, 0, 0), groups=1, m=4, need_input=Tr
     dt = gy.dtype
     KB, KA, KG = _kron(m, dt)
     T1 = th * tw
-    U = filter_transform(w, m).reshape(a2, G, Kg, Cg) if need_input else None
+    U = filter_transform(w, m, G).transpose(1, 0, 3, 2) if need_input else None  # (a2,G,Kg,Cg)
     gx = np.empty(x_shape, dt) if need_input else None
     nb = _chunk(N, C, K, T1, dt)
 
@@ -480,7 +489,7 @@ def _conv2d_numba(x, w, pads, groups, m):
     Hp = th * m + 2
     dt = x.dtype
     AT, _, BT = matrices(m, 3, dt)
-    UT = np.ascontiguousarray(filter_transform(w, m).reshape(a2, G, Kg, Cg).transpose(1, 0, 3, 2))  # (G,a2,Cg,Kg)
+    UT = filter_transform(w, m, G)  # (G,a2,Cg,Kg)
     y = np.empty((N, K, P, Q), dt)
     T1 = th * tw
     nb = _chunk(N, C, K, T1, dt)
@@ -497,8 +506,16 @@ def _conv2d_numba(x, w, pads, groups, m):
         V = s.get("b", (a2, T, C))
         _wn.input_transform(xq, BT, th, tw, V)
         M = s.get("a", (a2, T, K))
-        for g in range(G):  # M[xi] = V[xi] @ U[xi]^T, per group
-            np.matmul(V[:, :, g * Cg:(g + 1) * Cg], UT[g], out=M[:, :, g * Kg:(g + 1) * Kg])
+
+        def channel_gemms(k0, k1):  # M[xi] = V[xi] @ U[xi]^T, per group, output channels k0:k1
+            for g in range(G):
+                np.matmul(V[:, :, g * Cg:(g + 1) * Cg], UT[g][:, :, k0:k1], out=M[:, :, g * Kg + k0:g * Kg + k1])
+
+        if N == 1 and num_threads() > 1:  # a single chunk: the threads share its GEMMs instead
+            with single_threaded_blas():
+                split_rows(channel_gemms, Kg)
+        else:
+            channel_gemms(0, Kg)
         yq = s.get("b", (n, th * m, m, tw, K))
         _wn.output_transform(M, AT, th, tw, yq)
         _wn.scatter_output(yq, y, lo)
@@ -534,7 +551,7 @@ def _conv2d_grads_numba(gy, x, w, pads, groups, m, need_input, need_weight, x_sh
     AT, _, BT = matrices(m, 3, dt)
     KGT = np.ascontiguousarray(_kron(m, dt)[2].T)  # (9, a2)
     T1 = th * tw
-    U = filter_transform(w, m).reshape(a2, G, Kg, Cg).transpose(1, 0, 2, 3) if need_input else None  # (G,a2,Kg,Cg)
+    U = filter_transform(w, m, G).transpose(0, 1, 3, 2) if need_input else None  # (G,a2,Kg,Cg)
     gx = np.empty(x_shape, dt) if need_input else None
     nb = _chunk(N, C, K, T1, dt)
     step = max(1, min(a2, (1 << 20) // (Cg * Kg * dt.itemsize)))  # transform positions per dU block (~1 MB)
