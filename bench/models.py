@@ -15,8 +15,9 @@ pause before each timed call (torch's OpenMP threads spin after a parallel regio
 default thread count; shendu uses its chunk threads. ratio = shendu / torch; goal <= 1.25 for inference,
 <= 1.5 for the training step.
 
-``--profile`` (default ResNet-50, inference, batch 32 or ``--profile-batch``) times shendu by op (every ``Function.apply``; convs
-split by kernel size and the algorithm chosen), and torch by aten op, to show where the gap is.
+``--profile`` (default ResNet-50, inference, batch 32 or ``--profile-batch``) times shendu by op (every
+``Function.apply``; convs split by kernel size and the algorithm chosen), and torch by aten op, to show where
+the gap is.
 
 Run: python bench/models.py [--quick] [--rounds 3] [--models resnet18,resnet50,...] [--threads N]
      [--profile [MODEL] [--profile-batch N]]
