@@ -18,6 +18,35 @@ def best_time(fn, repeat: int = 5, number: int = 1, warmup: int = 1) -> float:
     return best
 
 
+SETTLE = 0.3  # seconds of pause before each candidate's burst (see interleaved_best)
+BURST = 3      # consecutive timed calls per candidate and round
+
+
+def interleaved_best(fns: dict, rounds: int, settle: float = SETTLE, burst: int = BURST,
+                     warmup: bool = True) -> dict:
+    """Best wall time (seconds) of each callable in ``fns`` ({label: fn}), measured in interleaved rounds.
+
+    In every round each candidate gets a pause of ``settle`` seconds, then ``burst`` back-to-back timed
+    calls. The pause is for torch's OpenMP threads, which spin-wait after a parallel region and would
+    otherwise take the cores from whatever runs next; the burst measures each library in its steady
+    state, as in a training loop (a call right after a pause is slower for both: idle cores, caches and
+    freed pages have to come back). Interleaving the rounds makes a busy machine penalise every
+    candidate alike.
+    """
+    if warmup:
+        for fn in fns.values():  # numba compilation, allocator, thread start-up
+            fn()
+    best = {k: float("inf") for k in fns}
+    for _ in range(rounds):
+        for k, fn in fns.items():
+            time.sleep(settle)
+            for _ in range(burst):
+                t0 = time.perf_counter()
+                fn()
+                best[k] = min(best[k], time.perf_counter() - t0)
+    return best
+
+
 def print_table(rows, headers) -> None:
     """Print rows (lists of str/float) as a Markdown table."""
     def fmt(v):

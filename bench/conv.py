@@ -2,9 +2,9 @@
 
 Every row uses the same float32 data in both libraries, measured in this run. Timing: the
 candidates of a row run in interleaved rounds (torch, auto, im2col, ...; then again) and each keeps
-its best wall time, so a busy machine penalises all of them alike. After each timed call the bench
-sleeps 0.3 s (not timed): torch's OpenMP threads spin-wait after a parallel region and would
-otherwise take the cores from whatever runs next. Forward runs without graph
+its best wall time, so a busy machine penalises all of them alike; in each round a candidate gets a
+0.3 s pause (torch's OpenMP threads spin-wait after a parallel region) and then 3 back-to-back timed
+calls, its steady state (``bench._util.interleaved_best``). Forward runs without graph
 (``no_grad``); forward+backward computes the gradients of input, weight and bias for a random
 cotangent. torch keeps its default thread count; shendu uses its chunk threads (one per CPU).
 
@@ -35,10 +35,8 @@ import torch  # noqa: E402
 import torch.nn.functional as TF  # noqa: E402
 
 import shendu  # noqa: E402
-from bench._util import print_table  # noqa: E402
+from bench._util import interleaved_best, print_table  # noqa: E402
 from shendu.ops import conv as conv_ops  # noqa: E402
-
-_SETTLE = 0.3  # seconds between timed calls, for spinning worker threads to go idle
 
 # name: (N, C, K, H=W, kernel, stride, padding)
 LAYERS = {
@@ -106,17 +104,9 @@ def time_row(spec, algorithms, rounds):
     cands = {"torch": torch_steps(spec, x, w, b, gy)}
     for a in algorithms:
         cands[a] = shendu_steps(spec, x, w, b, gy, a)
-    best = {c: [float("inf"), float("inf")] for c in cands}
-    for c, fns in cands.items():  # warm-up (and numba/BLAS/thread start-up)
-        for fn in fns:
-            fn()
-    for _ in range(rounds):
-        for c, fns in cands.items():
-            for i, fn in enumerate(fns):
-                time.sleep(_SETTLE)
-                t0 = time.perf_counter()
-                fn()
-                best[c][i] = min(best[c][i], time.perf_counter() - t0)
+    fns = {(c, i): fn for c, pair in cands.items() for i, fn in enumerate(pair)}
+    times = interleaved_best(fns, rounds)
+    best = {c: [times[c, 0], times[c, 1]] for c in cands}
     shendu.conv2d(x, w, b, spec[5], spec[6])
     return best, conv_ops.last_algorithm()
 

@@ -9,8 +9,8 @@ runs its NumPy reference path (``USE_NUMBA = False``) on the smaller layers to s
 kernels exist.
 
 Every row uses the same float32 data (random fractional offsets of a few pixels; v2 adds a mask),
-measured in this run: the candidates run in interleaved rounds and each keeps its best wall time,
-sleeping 0.3 s between timed calls (torch's OpenMP threads spin after a parallel region). Forward
+measured in this run: the candidates run in interleaved rounds and each keeps its best wall time
+(a 0.3 s pause, then 3 back-to-back calls per round: ``bench._util.interleaved_best``). Forward
 runs without graph; forward+backward computes the gradients of input, offset, (mask,) weight and
 bias for a random cotangent. The machine may be shared: repeat and compare ratios, not seconds.
 
@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -35,11 +34,9 @@ import torch  # noqa: E402
 import torch.nn.functional as TF  # noqa: E402
 
 import shendu  # noqa: E402
-from bench._util import print_table  # noqa: E402
+from bench._util import interleaved_best, print_table  # noqa: E402
 from shendu.ops.kernels import deform as kernel  # noqa: E402
 from shendu.vision.ops.deform_conv import deform_conv2d  # noqa: E402
-
-_SETTLE = 0.3
 
 # name: (label, (N, C, K, H=W, kernel, stride, padding))
 LAYERS = {
@@ -129,16 +126,7 @@ def candidates(spec, modulated, with_numpy):
 
 
 def measure(fns, rounds):
-    best = {name: float("inf") for name in fns}
-    for fn in fns.values():  # warm-up (numba compilation, allocator)
-        fn()
-    for _ in range(rounds):
-        for name, fn in fns.items():
-            t0 = time.perf_counter()
-            fn()
-            best[name] = min(best[name], time.perf_counter() - t0)
-            time.sleep(_SETTLE)
-    return best
+    return interleaved_best(fns, rounds)
 
 
 def set_threads(n: int) -> None:

@@ -11,7 +11,7 @@ the bench checks that outputs (and the first training loss) agree before timing.
   momentum 0.9).
 
 Timing as bench/conv.py: torch and shendu alternate in rounds, each keeps its best wall time, with a 0.3 s
-pause before each timed call (torch's OpenMP threads spin after a parallel region). torch keeps its
+pause and then 3 back-to-back calls per round (``bench._util.interleaved_best``). torch keeps its
 default thread count; shendu uses its chunk threads. ratio = shendu / torch; goal <= 1.25 for inference,
 <= 1.5 for the training step.
 
@@ -39,12 +39,11 @@ import torch.nn.functional as TF  # noqa: E402
 from torch import nn as tnn  # noqa: E402
 
 import shendu  # noqa: E402
-from bench._util import print_table  # noqa: E402
+from bench._util import interleaved_best, print_table  # noqa: E402
 from shendu import functional as F  # noqa: E402
 from shendu import models, optim  # noqa: E402
 from shendu.ops.kernels import parallel  # noqa: E402
 
-_SETTLE = 0.3  # seconds before each timed call, for spinning worker threads to go idle
 GOALS = {"infer": 1.25, "train": 1.5}
 
 
@@ -224,16 +223,7 @@ def check_same(name, s_model, t_model):
 
 def time_case(fns, rounds, warmup=True):
     """Best wall time of each of ``fns`` ({label: callable}), in interleaved rounds after one warm-up call."""
-    for fn in fns.values() if warmup else ():
-        fn()
-    best = {k: float("inf") for k in fns}
-    for _ in range(rounds):
-        for k, fn in fns.items():
-            time.sleep(_SETTLE)
-            t0 = time.perf_counter()
-            fn()
-            best[k] = min(best[k], time.perf_counter() - t0)
-    return best
+    return interleaved_best(fns, rounds, warmup=warmup)
 
 
 def bench_model(name, rounds, cases):

@@ -4,8 +4,8 @@ Rows: max and average pool 3x3/2 pad 1 and ReLU on (16, 64, 112, 112) (the ResNe
 2x2/2 on (64, 64, 56, 56) (VGG / the Fashion-MNIST CNN), batch norm 2d in training mode on
 (16, 64, 112, 112) and (64, 64, 28, 28), layer norm over 768 features on (32, 128, 768).
 Each row is timed forward only and forward + backward (backward with a fixed random cotangent), best
-of ``--repeat`` interleaved rounds (shendu, torch, shendu, ...; 0.3 s pause before each timed call, as
-in bench/conv.py); torch keeps its default thread count. ratio = shendu / torch (goal <= 1.25).
+of ``--repeat`` interleaved rounds (shendu, torch, shendu, ...; a 0.3 s pause, then 3 back-to-back
+calls, as in bench/conv.py); torch keeps its default thread count. ratio = shendu / torch (goal <= 1.25).
 Run: python bench/pool_norm.py [--repeat 5] [--quick]
 """
 
@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -23,9 +22,7 @@ import torch  # noqa: E402
 
 import shendu  # noqa: E402
 import shendu.functional as F  # noqa: E402
-from bench._util import print_table  # noqa: E402
-
-_SETTLE = 0.3  # seconds between timed calls, for torch's spinning OpenMP threads to go idle
+from bench._util import interleaved_best, print_table  # noqa: E402
 
 
 def _rows(scale: int):
@@ -102,17 +99,9 @@ def main():
             print(f"skipping {name}: shendu.functional.{name.split()[0]} is not available yet")
             continue
         fns = {lib: _callables(lib, shape, op, n_params) for lib in (shendu, torch)}
-        times = {lib: [float("inf"), float("inf")] for lib in fns}
-        for lib_fns in fns.values():  # warm-up (numba compilation, allocations)
-            for fn in lib_fns:
-                fn()
-        for _ in range(args.repeat):  # interleaved rounds: a busy machine penalises both alike
-            for lib, lib_fns in fns.items():
-                for i, fn in enumerate(lib_fns):
-                    time.sleep(_SETTLE)
-                    t0 = time.perf_counter()
-                    fn()
-                    times[lib][i] = min(times[lib][i], time.perf_counter() - t0)
+        best = interleaved_best({(lib, i): fn for lib, pair in fns.items() for i, fn in enumerate(pair)},
+                                args.repeat)
+        times = {lib: [best[lib, 0], best[lib, 1]] for lib in fns}
         (sf, sb), (tf, tb) = times[shendu], times[torch]
         rows.append([name, "x".join(map(str, shape)), sf * 1e3, tf * 1e3, sf / tf, sb * 1e3, tb * 1e3, sb / tb])
     print_table(rows, ["op", "shape", "fwd shendu ms", "fwd torch ms", "fwd ratio", "fwd+bwd shendu ms",

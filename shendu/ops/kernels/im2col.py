@@ -10,8 +10,12 @@ Speed decisions:
 - No padded copy of the input: for each kernel offset only the rows/columns of the output whose
   window lands inside the image are copied; the rest of the (reused, zero-filled once) column
   buffer stays zero. That is the padding.
-- The batch is processed in chunks whose column buffer stays cache-sized (``_CHUNK_BYTES``), one
-  BLAS GEMM per chunk written straight into the NCHW output (no transpose afterwards).
+- The batch is processed in chunks whose column buffer stays cache-sized (``_CHUNK_BYTES``). Maps of
+  at least ``_MIN_COLUMNS`` output pixels lay the columns out image by image, one GEMM per image
+  written straight into the NCHW output and reading ``gy`` as it is; smaller maps lay them out
+  channel-major, one wide GEMM per chunk (many narrow per-image GEMMs would run at half speed) and a
+  transposed copy of ``y``/``gy``.
+- A single image (batch-1 inference) splits its GEMM over the threads by output channels.
 - Backward recomputes the columns chunk by chunk instead of saving them (memory stays ~1 chunk),
   and col2im adds the ``kh*kw`` shifted blocks back with strided ``+=`` (adding overlaps, never
   assigning: assigning is the classic col2im bug).
@@ -188,12 +192,18 @@ def conv2d(x, w, stride=(1, 1), pads=(0, 0, 0, 0), dilation=(1, 1), groups=1) ->
         _split_channels(wmat, buf.reshape(G, CgRS, PQ), y[0])
         return y.reshape(N, K, P, Q)
     nb = _gemm_chunk(N, C * kh * kw, PQ, x.itemsize)
+    image_major = PQ >= _MIN_COLUMNS
 
     def scratch():
-        return _Scratch(x.dtype, cols=C * kh * kw * nb * PQ, out=K * nb * PQ)
+        return _Scratch(x.dtype, cols=C * kh * kw * nb * PQ, out=0 if image_major else K * nb * PQ)
 
     def run(s, lo, hi):
         n = hi - lo
+        if image_major:  # one GEMM per image, written straight into y
+            buf = s.view("cols", (n, C, kh, kw, P, Q), n, keep_zeros=True)
+            _fill_cols(x[lo:hi], buf.transpose(1, 2, 3, 0, 4, 5), rows, cols, stride)
+            np.matmul(wmat, buf.reshape(n, G, CgRS, PQ), out=y[lo:hi])
+            return
         buf = s.view("cols", (C, kh, kw, n, P, Q), n, keep_zeros=True)
         _fill_cols(x[lo:hi], buf, rows, cols, stride)
         out = s.view("out", (G, Kg, n * PQ), n)
@@ -247,14 +257,27 @@ def conv2d_grads(gy, x, w, stride=(1, 1), pads=(0, 0, 0, 0), dilation=(1, 1), gr
     nb = _gemm_chunk(N, C * kh * kw, PQ, dtype.itemsize)
 
     size = C * kh * kw * nb * PQ
+    image_major = PQ >= _MIN_COLUMNS
 
     def scratch():
-        s = _Scratch(dtype, gyT=K * nb * PQ, cols=size if need_weight else 0, dcols=size if need_input else 0)
+        s = _Scratch(dtype, gyT=0 if image_major else K * nb * PQ, cols=size if need_weight else 0,
+                     dcols=size if need_input else 0)
         s.gw = np.zeros((G, CgRS, Kg), dtype) if need_weight else None
         return s
 
     def run(s, lo, hi):
         n = hi - lo
+        if image_major:  # per-image GEMMs on gy as it is (no transposed copy)
+            gyn = gy[lo:hi].reshape(n, G, Kg, PQ)
+            if need_weight:
+                buf = s.view("cols", (n, C, kh, kw, P, Q), n, keep_zeros=True)
+                _fill_cols(x[lo:hi], buf.transpose(1, 2, 3, 0, 4, 5), rows, cols, stride)
+                s.gw += np.matmul(buf.reshape(n, G, CgRS, PQ), gyn.transpose(0, 1, 3, 2)).sum(axis=0)
+            if need_input:
+                dcols = s.view("dcols", (n, C, kh, kw, P, Q), n)
+                np.matmul(wT, gyn, out=dcols.reshape(n, G, CgRS, PQ))
+                _add_cols(dcols.transpose(1, 2, 3, 0, 4, 5), gx[lo:hi], rows, cols, stride)
+            return
         gyT = s.view("gyT", (G, Kg, n * PQ), n)
         gyT.reshape(K, n, PQ)[...] = gy[lo:hi].reshape(n, K, PQ).transpose(1, 0, 2)
         if need_weight:
