@@ -36,8 +36,10 @@ import numpy as np
 import shendu
 from shendu import functional as F
 from shendu import nn, optim
+from shendu.data import DataLoader, TensorDataset
 from shendu.data.datasets import FashionMNIST
 from shendu.data.transforms import RandomAffine
+from shendu.train import evaluate
 from shendu.vision.ops.deform_conv import DeformConv2d, offset_param_groups
 
 MEAN, STD = 0.2860, 0.3530
@@ -83,14 +85,8 @@ def normalise(x: np.ndarray) -> np.ndarray:
     return ((x - MEAN) / STD).astype(np.float32)
 
 
-def accuracy(model, x, y, batch: int = 500) -> float:
-    model.eval()
-    correct = 0
-    with shendu.no_grad():
-        for i in range(0, len(x), batch):
-            correct += int((model(shendu.tensor(x[i:i + batch])).data.argmax(1) == y[i:i + batch]).sum())
-    model.train()
-    return correct / len(x)
+def accuracy(model, x, y) -> float:
+    return evaluate(model, DataLoader(TensorDataset(x, y), batch_size=500))["accuracy"]
 
 
 def train(name, x_train, y_train, tests, args) -> dict:

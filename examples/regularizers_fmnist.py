@@ -35,9 +35,11 @@ import numpy as np
 import shendu
 from shendu import functional as F
 from shendu import nn, optim
+from shendu.data import DataLoader, TensorDataset
 from shendu.data.datasets import FashionMNIST
 from shendu.data.transforms import Cutout, Mixup, mixup_criterion
 from shendu.nn.regularization import DropConnectConv2d, StochasticDepth
+from shendu.train import evaluate
 
 MEAN, STD = 0.2860, 0.3530  # Fashion-MNIST training-set pixel statistics
 METHODS = ["none", "dropout", "dropconnect", "cutout", "mixup", "label_smoothing", "stochastic_depth"]
@@ -92,14 +94,8 @@ def load(train: bool, limit: int | None, seed: int = 0):
     return x, ds.targets[idx].astype(np.int64)
 
 
-def accuracy(model, x, y, batch: int = 500) -> float:
-    model.eval()
-    correct = 0
-    with shendu.no_grad():
-        for i in range(0, len(x), batch):
-            correct += int((model(shendu.tensor(x[i:i + batch])).data.argmax(1) == y[i:i + batch]).sum())
-    model.train()
-    return correct / len(x)
+def accuracy(model, x, y) -> float:
+    return evaluate(model, DataLoader(TensorDataset(x, y), batch_size=500))["accuracy"]
 
 
 def train_one(method: str, data: dict, epochs: int, batch: int, lr: float, seed: int) -> dict:

@@ -20,7 +20,9 @@ import numpy as np
 import shendu
 from shendu import functional as F
 from shendu import nn, optim
+from shendu.data import DataLoader, TensorDataset
 from shendu.data.datasets import FashionMNIST
+from shendu.train import evaluate
 
 
 class RowClassifier(nn.Module):
@@ -45,14 +47,8 @@ def load(train: bool, limit: int | None):
     return (x[:limit], y[:limit]) if limit else (x, y)
 
 
-def accuracy(model, x, y, batch: int = 1000) -> float:
-    model.eval()
-    correct = 0
-    with shendu.no_grad():
-        for i in range(0, len(x), batch):
-            correct += int((model(shendu.tensor(x[i:i + batch])).data.argmax(1) == y[i:i + batch]).sum())
-    model.train()
-    return correct / len(x)
+def accuracy(model, x, y) -> float:
+    return evaluate(model, DataLoader(TensorDataset(x, y), batch_size=1000))["accuracy"]
 
 
 def main() -> None:
