@@ -49,6 +49,7 @@ DEFAULTS = {
     "patch": 33,               # sliding: window side
     "patches_per_scene": 32,   # sliding: training windows drawn per scene
     "sliding_test_scenes": 20,
+    "model_options": {},       # keyword arguments of the model, e.g. {"widths": [32, 64, 128, 192, 256]}
 }
 
 MODELS = ("fcn32s", "fcn16s", "fcn8s", "unpool", "nearest", "nails", "sliding")
@@ -63,16 +64,22 @@ def _scenes(cfg: dict, split: str, length: int):
 
 
 def _build(cfg: dict, num_classes: int):
+    from shendu.errors import ArgumentError
     from shendu.vision.segmentation import segmentation_model
 
     if cfg["model"] not in MODELS:
         raise SystemExit(f"shendu train --task segment: unknown model {cfg['model']!r}; "
                          f"choose from {', '.join(MODELS)}")
+    options = dict(cfg.get("model_options") or {})
     if cfg["model"] == "sliding":
-        return segmentation_model("sliding", num_classes, patch=cfg["patch"])
-    if cfg["image_size"] % 32:
+        options.setdefault("patch", cfg["patch"])
+    elif cfg["image_size"] % 32:
         raise SystemExit(f"shendu train --task segment: image_size must be a multiple of 32, got {cfg['image_size']}")
-    return segmentation_model(cfg["model"], num_classes)
+    try:
+        return segmentation_model(cfg["model"], num_classes, **options)
+    except (TypeError, ArgumentError) as exc:  # an option the model does not take, or a bad value
+        raise SystemExit(f"shendu train --task segment: model_options {cfg.get('model_options')} do not fit "
+                         f"{cfg['model']}: {exc}") from None
 
 
 def _lr_at(cfg: dict, step: int, total: int) -> float:

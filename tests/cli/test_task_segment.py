@@ -90,6 +90,18 @@ def test_sliding_window_model_trains_and_scores(tmp_path):
     assert row["test_scenes"] == 2 and 0 <= row["test_mean_iou"] <= 1
 
 
+def test_model_options_reach_the_model_and_the_checkpoint(tmp_path):
+    run = str(tmp_path / "wide")
+    widths = [4, 8, 8, 8, 8]
+    assert task_segment.train({**TINY, "model": "fcn16s", "model_options": {"widths": widths}}, run,
+                              resume=False) == 0
+    model, cfg = task_segment.load_segmenter(run)  # rebuilt from the saved config, then the weights loaded
+    assert cfg["model_options"] == {"widths": widths}
+    assert model.backbone.widths == tuple(widths)
+    with pytest.raises(SystemExit, match=r"model_options \{'depth': 3\} do not fit fcn8s"):
+        task_segment.train({**TINY, "model_options": {"depth": 3}}, str(tmp_path / "x"), resume=False)
+
+
 def test_bad_settings_stop_with_a_message(tmp_path):
     with pytest.raises(SystemExit, match="unknown model"):
         task_segment.train({**TINY, "model": "unet"}, str(tmp_path / "a"), resume=False)
