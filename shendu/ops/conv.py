@@ -32,6 +32,7 @@ BLAS (:mod:`shendu.ops.kernels.parallel`), so copies and GEMMs both use every co
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import numbers
 
@@ -170,6 +171,11 @@ def estimate_costs(x_shape, w_shape, g: Geometry) -> dict:
 
 def choose_algorithm(x_shape, w_shape, g: Geometry) -> str:
     """The algorithm ``auto`` runs for these shapes: the cheapest in :func:`estimate_costs`."""
+    return _cheapest(tuple(x_shape), tuple(w_shape), g)
+
+
+@functools.lru_cache(maxsize=1024)  # a network asks about the same few shapes on every step
+def _cheapest(x_shape, w_shape, g: Geometry) -> str:
     costs = estimate_costs(x_shape, w_shape, g)
     return min(costs, key=costs.get)
 

@@ -347,7 +347,7 @@ def _threaded_extreme(xp, x, axes, name):
     reduce = getattr(xp, name)
     rows = x.reshape(-1, 1024 if k == nd else math.prod(x.shape[nd - k:]))
     out = xp.empty(rows.shape[0], x.dtype)
-    split_rows(lambda lo, hi: reduce(rows[lo:hi], axis=1, out=out[lo:hi]), rows.shape[0])
+    split_rows(lambda lo, hi: reduce(rows[lo:hi], axis=1, out=out[lo:hi]), rows.shape[0], rows.size)
     if k == nd:  # the rows were 1024-element slices of the flat array: reduce their results too
         return reduce(out).reshape((1,) * nd)
     return out.reshape(_kept_shape(x.shape, axes))

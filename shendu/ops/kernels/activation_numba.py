@@ -62,7 +62,7 @@ def relu(x: np.ndarray) -> np.ndarray:
     """``max(x, 0)`` (NaN kept) as a new array of x's shape and dtype."""
     out = np.empty_like(x)
     xf, of, zero = x.reshape(-1), out.reshape(-1), x.dtype.type(0)
-    split_rows(lambda lo, hi: _relu(xf[lo:hi], of[lo:hi], zero), xf.shape[0])
+    split_rows(lambda lo, hi: _relu(xf[lo:hi], of[lo:hi], zero), xf.shape[0], 2 * xf.size)
     return out
 
 
@@ -70,5 +70,5 @@ def relu_backward(gy: np.ndarray, y: np.ndarray) -> np.ndarray:
     """``gy`` where ``y > 0``, else 0, as a new array."""
     out = np.empty_like(gy)
     gf, yf, of, zero = gy.reshape(-1), y.reshape(-1), out.reshape(-1), gy.dtype.type(0)
-    split_rows(lambda lo, hi: _relu_backward(gf[lo:hi], yf[lo:hi], of[lo:hi], zero), yf.shape[0])
+    split_rows(lambda lo, hi: _relu_backward(gf[lo:hi], yf[lo:hi], of[lo:hi], zero), yf.shape[0], 3 * yf.size)
     return out

@@ -27,6 +27,7 @@ Geometry arguments everywhere: ``stride=(sh, sw)``, ``pads=(top, bottom, left, r
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -59,6 +60,13 @@ def offset_ranges(size: int, out: int, k: int, stride: int, pad_before: int, dil
 
 
 def _geometry(x_shape, w_shape, stride, pads, dilation, out_hw=None):
+    """``(P, Q, row ranges, column ranges)`` of a convolution; cached, as layers repeat their shapes."""
+    return _geometry_of(tuple(x_shape), tuple(w_shape), tuple(stride), tuple(pads), tuple(dilation),
+                        None if out_hw is None else tuple(out_hw))
+
+
+@functools.lru_cache(maxsize=1024)
+def _geometry_of(x_shape, w_shape, stride, pads, dilation, out_hw):
     H, W = x_shape[2:]
     kh, kw = w_shape[2:]
     if out_hw is None:
@@ -188,7 +196,7 @@ def conv2d(x, w, stride=(1, 1), pads=(0, 0, 0, 0), dilation=(1, 1), groups=1) ->
         return y.reshape(N, K, P, Q)
     if N == 1 and num_threads() > 1:  # one image: the threads share its GEMM instead
         buf = np.zeros((C, kh, kw, 1, P, Q), x.dtype)
-        _fill_cols(x, buf, rows, cols, stride)
+        split_rows(lambda lo, hi: _fill_cols(x[:, lo:hi], buf[lo:hi], rows, cols, stride), C, buf.size)
         _split_channels(wmat, buf.reshape(G, CgRS, PQ), y[0])
         return y.reshape(N, K, P, Q)
     nb = _gemm_chunk(N, C * kh * kw, PQ, x.itemsize)
@@ -219,7 +227,8 @@ def _split_channels(wmat, cols, out):
     over the kernel threads: a single image gives parallel_chunks nothing to share out (batch-1
     inference), but its GEMM splits cleanly by rows."""
     with single_threaded_blas():
-        split_rows(lambda lo, hi: np.matmul(wmat[:, lo:hi], cols, out=out[:, lo:hi]), wmat.shape[1])
+        split_rows(lambda lo, hi: np.matmul(wmat[:, lo:hi], cols, out=out[:, lo:hi]), wmat.shape[1],
+                   wmat.size + cols.size + out.size)
 
 
 def conv2d_grads(gy, x, w, stride=(1, 1), pads=(0, 0, 0, 0), dilation=(1, 1), groups=1,

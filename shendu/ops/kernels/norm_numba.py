@@ -170,7 +170,7 @@ def channel_moments(x3: np.ndarray, center: np.ndarray):
     """Per channel of ``x3 (N, C, S)``: ``offset = mean - center`` and the biased variance (float64)."""
     c = x3.shape[1]
     offset, var = np.empty(c), np.empty(c)
-    split_rows(lambda lo, hi: _channel_moments(x3, center, offset, var, lo, hi), c)
+    split_rows(lambda lo, hi: _channel_moments(x3, center, offset, var, lo, hi), c, x3.size)
     return offset, var
 
 
@@ -178,7 +178,7 @@ def channel_grad_sums(x3: np.ndarray, gy3: np.ndarray, center: np.ndarray, offse
     """Per channel ``sum(gy)`` and ``sum(gy * ((x - center) - offset))`` (float64)."""
     c = x3.shape[1]
     a, b = np.empty(c), np.empty(c)
-    split_rows(lambda lo, hi: _channel_grad_sums(x3, gy3, center, offset, a, b, lo, hi), c)
+    split_rows(lambda lo, hi: _channel_grad_sums(x3, gy3, center, offset, a, b, lo, hi), c, 2 * x3.size)
     return a, b
 
 
@@ -188,7 +188,7 @@ def channel_affine(x3, center, offset, scale, shift, shape) -> np.ndarray:
     out = np.empty(shape, x3.dtype)
     t = x3.dtype
     args = (x3, center.astype(t), offset.astype(t), scale.astype(t), shift.astype(t), out.reshape(x3.shape))
-    split_rows(lambda lo, hi: _channel_affine(*args, lo, hi), x3.shape[0] * x3.shape[1])
+    split_rows(lambda lo, hi: _channel_affine(*args, lo, hi), x3.shape[0] * x3.shape[1], 2 * x3.size)
     return out
 
 
@@ -198,7 +198,7 @@ def channel_affine2(g3, a, x3, center, offset, b, d, shape) -> np.ndarray:
     out = np.empty(shape, x3.dtype)
     t = x3.dtype
     args = (g3, a.astype(t), x3, center.astype(t), offset.astype(t), b.astype(t), d.astype(t), out.reshape(x3.shape))
-    split_rows(lambda lo, hi: _channel_affine2(*args, lo, hi), x3.shape[0] * x3.shape[1])
+    split_rows(lambda lo, hi: _channel_affine2(*args, lo, hi), x3.shape[0] * x3.shape[1], 3 * x3.size)
     return out
 
 
@@ -210,7 +210,7 @@ def layer_norm_forward(x2, w, b, eps: float, shape):
     out = np.empty(shape, x2.dtype)
     t = x2.dtype
     args = (x2, w.astype(t), b.astype(t), eps, mean, invstd, out.reshape(x2.shape))
-    split_rows(lambda lo, hi: _layer_norm_forward(*args, lo, hi), m)
+    split_rows(lambda lo, hi: _layer_norm_forward(*args, lo, hi), m, 2 * x2.size)
     return out, mean, invstd
 
 
@@ -224,5 +224,5 @@ def layer_norm_backward(x2, gy2, mean, invstd, w, shape):
     db = np.zeros((parts, k))
     args = (x2, gy2, mean, invstd, w.astype(np.float64), dx.reshape(x2.shape), dw, db)
     # part p accumulates into dw[p], db[p]: summed in a fixed order afterwards (reproducible)
-    split_rows(lambda lo, hi: _layer_norm_backward(*args, bounds.index(lo), lo, hi), m)
+    split_rows(lambda lo, hi: _layer_norm_backward(*args, bounds.index(lo), lo, hi), m, 3 * x2.size)
     return dx, dw.sum(0), db.sum(0)

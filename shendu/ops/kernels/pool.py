@@ -194,9 +194,9 @@ def max_pool2d_forward(x, k, s, p, d, out):
         y = np.empty((x.shape[0],) + tuple(out), x.dtype)
         idx = np.empty(y.shape, np.int64)
         if _is_2x2(k, s, p, d, out, *x.shape[1:]):
-            split_rows(lambda lo, hi: _max_pool2x2_numba(x, y, idx, lo, hi), x.shape[0])
+            split_rows(lambda lo, hi: _max_pool2x2_numba(x, y, idx, lo, hi), x.shape[0], x.size)
         else:
-            split_rows(lambda lo, hi: _max_pool2d_numba(x, *k, *s, *p, *d, y, idx, lo, hi), x.shape[0])
+            split_rows(lambda lo, hi: _max_pool2d_numba(x, *k, *s, *p, *d, y, idx, lo, hi), x.shape[0], x.size)
         return y, idx
     return max_pool2d_numpy(x, k, s, p, d, out)
 
@@ -209,7 +209,7 @@ def scatter_planes(g, idx, plane_size: int):
     if USE_NUMBA and g.dtype in (np.float32, np.float64):
         out = np.zeros((P, plane_size), g.dtype)
         g, idx = np.ascontiguousarray(g), np.ascontiguousarray(idx)
-        split_rows(lambda lo, hi: _scatter_numba(g, idx, out, lo, hi), P)
+        split_rows(lambda lo, hi: _scatter_numba(g, idx, out, lo, hi), P, out.size)
         return out
     flat = (idx + (np.arange(P) * plane_size)[:, None]).ravel()
     return np.bincount(flat, weights=g.ravel(), minlength=P * plane_size).reshape(P, plane_size).astype(
@@ -226,7 +226,7 @@ def max_pool2d_backward(gy, idx, H: int, W: int, window=None):
         out = np.empty((P, H, W), gy.dtype)
         g = np.ascontiguousarray(gy).reshape(P, OH, OW)
         idx = np.ascontiguousarray(idx)
-        split_rows(lambda lo, hi: _unpool2x2_numba(g, idx, gy.dtype.type(0), out, lo, hi), P)
+        split_rows(lambda lo, hi: _unpool2x2_numba(g, idx, gy.dtype.type(0), out, lo, hi), P, out.size)
         return out
     return scatter_planes(gy, idx, H * W).reshape(P, H, W)
 
@@ -307,7 +307,8 @@ def avg_pool2d_forward(x, k, s, p, out, div):
     if USE_NUMBA and x.dtype in (np.float32, np.float64) and div.dtype == x.dtype:
         x = np.ascontiguousarray(x)
         y = np.empty((x.shape[0],) + tuple(out), x.dtype)
-        split_rows(lambda lo, hi: _avg_pool2d_numba(x, *k, *s, *p, np.ascontiguousarray(div), y, lo, hi), x.shape[0])
+        split_rows(lambda lo, hi: _avg_pool2d_numba(x, *k, *s, *p, np.ascontiguousarray(div), y, lo, hi), x.shape[0],
+                   x.size)
         return y
     return avg_pool2d_numpy(x, k, s, p, out, div)
 
@@ -318,7 +319,7 @@ def avg_pool2d_backward(gy, H, W, k, s, p, div):
         gy = np.ascontiguousarray(gy)
         gx = np.empty((gy.shape[0], H, W), gy.dtype)
         split_rows(lambda lo, hi: _avg_pool2d_backward_numba(gy, *k, *s, *p, np.ascontiguousarray(div), gx, lo, hi),
-                   gy.shape[0])
+                   gy.shape[0], gx.size)
         return gx
     return avg_pool2d_backward_numpy(gy, H, W, k, s, p, div)
 

@@ -254,7 +254,7 @@ def filter_transform(w, m: int, groups: int = 1) -> np.ndarray:
             np.matmul(KG, wv[g, :, lo:hi].transpose(1, 2, 0), out=U[g, :, lo:hi].transpose(1, 0, 2))
 
     with single_threaded_blas():  # memory-bound (U is 4x the weight for F(4x4)): every thread writes a share
-        split_rows(channels, Cg)
+        split_rows(channels, Cg, w.size + U.size)
     return U
 
 
@@ -517,7 +517,7 @@ def _conv2d_numba(x, w, pads, groups, m):
 
         if N == 1 and num_threads() > 1:  # a single chunk: the threads share its GEMMs instead
             with single_threaded_blas():
-                split_rows(channel_gemms, Kg)
+                split_rows(channel_gemms, Kg, V.size + M.size + UT.size)
         else:
             channel_gemms(0, Kg)
         yq = s.get("b", (n, th * m, m, tw, K))
