@@ -43,6 +43,7 @@ from shendu.ops._util import as_tensor_arg
 from shendu.ops.kernels import direct as _direct
 from shendu.ops.kernels import fft as _fft
 from shendu.ops.kernels import im2col as _im2col
+from shendu.ops.kernels import parallel as _parallel
 from shendu.ops.kernels import winograd as _winograd
 
 __all__ = ["conv1d", "conv2d", "conv_transpose1d", "conv_transpose2d"]
@@ -125,7 +126,7 @@ def _gemm_seconds(flops, narrow: int) -> float:
     return flops * _GEMM_FLOP / min(1.0, max(narrow, 4) / 64)
 
 
-def estimate_costs(x_shape, w_shape, g: Geometry) -> dict:
+def estimate_costs(x_shape, w_shape, g: Geometry, threads: int = 1) -> dict:
     """Estimated forward+backward seconds of each applicable algorithm (the model behind ``auto``).
 
     im2col: 3 GEMMs of ``2 N K C k^2 P Q / groups`` flops plus ~3 passes over the column matrix
@@ -137,6 +138,8 @@ def estimate_costs(x_shape, w_shape, g: Geometry) -> dict:
     fft: ~3 transforms of every input, output and filter plane at the padded size (the kernel size
     does not matter) plus small complex GEMMs per frequency. direct is the reference, never chosen
     (depthwise convolutions run as im2col's per-group GEMMs, measured faster than its multiply-adds).
+    ``threads`` matters for a single image only (batches give every thread its own images): im2col
+    then splits its column fill and GEMM over the threads, Winograd only its GEMMs and filter transform.
 
     >>> g = Geometry(stride=(1, 1), pads=(1, 1, 1, 1), dilation=(1, 1), groups=1)
     >>> sorted(estimate_costs((16, 64, 56, 56), (64, 64, 3, 3), g))
@@ -151,8 +154,9 @@ def estimate_costs(x_shape, w_shape, g: Geometry) -> dict:
     gemm = 2.0 * N * K * Cg * kh * kw * P * Q
     cols = N * C * kh * kw * P * Q
     plain = (kh, kw) == (1, 1) and g.stride == (1, 1) and not any(g.pads)
-    costs = {"im2col": _CALL + 3 * _gemm_seconds(gemm, min(Kg, Cg * kh * kw))
-             + (0 if plain else 3 * cols * _COPY_ELEM)}
+    shared = threads if N == 1 else 1  # how many threads share one image's work
+    costs = {"im2col": _CALL + (3 * _gemm_seconds(gemm, min(Kg, Cg * kh * kw))
+                                + (0 if plain else 3 * cols * _COPY_ELEM)) / shared}
     if winograd_problem(w_shape, g) is None and min(Cg, Kg) >= 8:  # few channels: degenerate GEMMs
         for name, m in (("winograd", 4), ("winograd2x2", 2)):
             tiles = N * -(-P // m) * -(-Q // m)
@@ -160,7 +164,7 @@ def estimate_costs(x_shape, w_shape, g: Geometry) -> dict:
             channel_gemms = 3 * _gemm_seconds(2.0 * a2 * tiles * K * Cg, min(Kg, Cg))
             transforms = 3 * tiles * a2 * (C + K) * _TILE_ELEM
             filters = 3 * a2 * K * Cg * _FILTER_ELEM  # per call, whatever the batch: dominates at batch 1
-            costs[name] = _CALL + channel_gemms + transforms + filters
+            costs[name] = _CALL + (channel_gemms + filters) / shared + transforms
     Hp, Wp = H + g.pads[0] + g.pads[1], W + g.pads[2] + g.pads[3]
     Lh, Lw = _fft.fft_sizes(Hp, Wp)
     planes = N * C + N * K + K * Cg
@@ -171,12 +175,12 @@ def estimate_costs(x_shape, w_shape, g: Geometry) -> dict:
 
 def choose_algorithm(x_shape, w_shape, g: Geometry) -> str:
     """The algorithm ``auto`` runs for these shapes: the cheapest in :func:`estimate_costs`."""
-    return _cheapest(tuple(x_shape), tuple(w_shape), g)
+    return _cheapest(tuple(x_shape), tuple(w_shape), g, _parallel.num_threads())
 
 
 @functools.lru_cache(maxsize=1024)  # a network asks about the same few shapes on every step
-def _cheapest(x_shape, w_shape, g: Geometry) -> str:
-    costs = estimate_costs(x_shape, w_shape, g)
+def _cheapest(x_shape, w_shape, g: Geometry, threads: int) -> str:
+    costs = estimate_costs(x_shape, w_shape, g, threads)
     return min(costs, key=costs.get)
 
 
