@@ -539,8 +539,10 @@ def _conv2d_grads_numba(gy, x, w, pads, groups, m, need_input, need_weight, x_sh
     ``gx`` = overlap-add of ``B (GY U) B^T`` and ``dU = V^T GY`` (V recomputed from x).
 
     ``gw = G^T dU G`` is linear, so each thread adds every chunk's ``dU`` straight into its own
-    3x3-domain sum, a few transform positions at a time: no per-thread alpha^2 x C x K array (4x the
-    weight for F(4x4)), and the per-thread sums are added in a fixed order (reproducible)."""
+    3x3-domain sum, a block of input channels at a time: no per-thread alpha^2 x C x K array (4x the
+    weight for F(4x4)), each block's ``dU`` (~1 MB) and its share of the sum stay in cache while they
+    meet (blocking by transform position instead made every block read and write the whole sum), and
+    the per-thread sums are added in a fixed order (reproducible)."""
     x_shape = x.shape if x is not None else tuple(x_shape)
     gy = np.ascontiguousarray(gy)
     x = None if x is None else np.ascontiguousarray(x)
@@ -557,13 +559,14 @@ def _conv2d_grads_numba(gy, x, w, pads, groups, m, need_input, need_weight, x_sh
     U = filter_transform(w, m, G).transpose(0, 1, 3, 2) if need_input else None  # (G,a2,Kg,Cg)
     gx = np.empty(x_shape, dt) if need_input else None
     nb = _chunk(N, C, K, T1, dt)
-    step = max(1, min(a2, (1 << 20) // (Cg * Kg * dt.itemsize)))  # transform positions per dU block (~1 MB)
+    cstep = max(1, min(Cg, (1 << 20) // (a2 * Kg * dt.itemsize)))  # input channels per dU block (~1 MB)
+    blocks = [(c0, min(Cg, c0 + cstep)) for c0 in range(0, Cg, cstep)]
     xq_size, gyq_size = nb * Hp * m * (tw + 1) * C, nb * th * m * m * tw * K
 
     def scratch():
         s = _Buffers(dt, a=max(xq_size, gyq_size), GY=a2 * nb * T1 * K, V=a2 * nb * T1 * C,
-                     D=step * Cg * Kg if need_weight else 0)
-        s.gw = np.zeros((G, 9, Cg * Kg), dt) if need_weight else None
+                     D=a2 * cstep * Kg if need_weight else 0)
+        s.gw = np.zeros((G, 9 * Cg * Kg), dt) if need_weight else None  # block c0:c1 at 9*c0*Kg, (9, c1-c0, Kg)
         return s
 
     def run(s, lo, hi):
@@ -579,12 +582,12 @@ def _conv2d_grads_numba(gy, x, w, pads, groups, m, need_input, need_weight, x_sh
             V = s.get("V", (a2, T, C))
             _wn.input_transform(xq, BT, th, tw, V)
             for g in range(G):
-                for i in range(0, a2, step):  # dU[xi] = V[xi]^T @ GY[xi]; gw += G^T dU G
-                    j = min(a2, i + step)
-                    D = s.get("D", (j - i, Cg, Kg))
-                    np.matmul(V[i:j, :, g * Cg:(g + 1) * Cg].transpose(0, 2, 1), GY[i:j, :, g * Kg:(g + 1) * Kg],
+                for c0, c1 in blocks:  # dU[xi] = V[xi]^T @ GY[xi] for channels c0:c1; gw += G^T dU G
+                    D = s.get("D", (a2, c1 - c0, Kg))
+                    np.matmul(V[:, :, g * Cg + c0:g * Cg + c1].transpose(0, 2, 1), GY[:, :, g * Kg:(g + 1) * Kg],
                               out=D)
-                    _add_gemm(s.gw[g], KGT[:, i:j], D.reshape(j - i, Cg * Kg))
+                    _add_gemm(s.gw[g, 9 * c0 * Kg:9 * c1 * Kg].reshape(9, (c1 - c0) * Kg), KGT,
+                              D.reshape(a2, (c1 - c0) * Kg))
         if need_input:
             GX = s.get("V", (a2, T, C))
             for g in range(G):  # GX[xi] = GY[xi] @ U[xi]
@@ -599,5 +602,8 @@ def _conv2d_grads_numba(gy, x, w, pads, groups, m, need_input, need_weight, x_sh
         acc = states[0].gw
         for s in states[1:]:
             acc += s.gw
-        gw = np.ascontiguousarray(acc.reshape(G, 3, 3, Cg, Kg).transpose(0, 4, 3, 1, 2)).reshape(K, Cg, 3, 3)
+        gw = np.empty((G, Kg, Cg, 3, 3), dt)
+        for c0, c1 in blocks:
+            gw[:, :, c0:c1] = acc[:, 9 * c0 * Kg:9 * c1 * Kg].reshape(G, 3, 3, c1 - c0, Kg).transpose(0, 4, 3, 1, 2)
+        gw = gw.reshape(K, Cg, 3, 3)
     return gx, gw
