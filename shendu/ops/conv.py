@@ -81,11 +81,18 @@ def _winograd_tile(algorithm: str) -> int:
     return 2 if algorithm == "winograd2x2" else 4
 
 
-def _forward(algorithm, x, w, g: Geometry):
+def _forward(algorithm, x, w, g: Geometry, b=None):
+    """``conv(x, w) + b``: im2col and Winograd add the bias chunk by chunk on their threads, while the
+    chunk's output is still in cache; the others add it afterwards."""
     if algorithm.startswith("winograd"):
-        return _winograd.conv2d(x, w, g.pads, g.groups, _winograd_tile(algorithm))
-    kernel = {"direct": _direct, "im2col": _im2col, "fft": _fft}[algorithm]
-    return kernel.conv2d(x, w, g.stride, g.pads, g.dilation, g.groups)
+        return _winograd.conv2d(x, w, g.pads, g.groups, _winograd_tile(algorithm), bias=b)
+    if algorithm == "im2col":
+        return _im2col.conv2d(x, w, g.stride, g.pads, g.dilation, g.groups, bias=b)
+    kernel = {"direct": _direct, "fft": _fft}[algorithm]
+    y = kernel.conv2d(x, w, g.stride, g.pads, g.dilation, g.groups)
+    if b is not None:
+        y += b.reshape(1, -1, 1, 1)
+    return y
 
 
 def _grads(algorithm, gy, x, w, g: Geometry, need_input, need_weight, x_shape):
@@ -193,9 +200,7 @@ class ConvNd(Function):
         ctx.geometry, ctx.algorithm = geometry, algorithm
         ctx.x_shape, ctx.x4_shape, ctx.w_shape = x.shape, x4_shape, w.shape
         x4, w4 = x.reshape(x4_shape), w.reshape(w4_shape)
-        y = _forward(algorithm, x4, w4, geometry)
-        if b is not None:
-            y += b.reshape(1, -1, 1, 1)
+        y = _forward(algorithm, x4, w4, geometry, b)
         # x only for the weight gradient; w is a reference to the caller's array, free to keep
         ctx.save_for_backward(x4 if ctx.needs_input_grad[1] else None, w4)
         ctx.y4_shape = y.shape

@@ -173,18 +173,26 @@ def test_threads_and_chunk_boundaries(alg, monkeypatch):
     ("winograd", (6, 4, 3, 3), dict(padding=1)),
     ("winograd", (6, 2, 3, 3), dict(padding=1, groups=2)),
 ])
-def test_single_image_splits_output_channels_over_threads(alg, w_shape, kw):
-    """Batch 1 on 2 threads (the GEMM split by output channels, see im2col._split_channels) = torch."""
-    x = RNG.standard_normal((1, 4, 11, 9)).astype(np.float32)
+@pytest.mark.parametrize("batch", [1, 5])
+def test_threads_and_fused_bias_match_torch(alg, w_shape, kw, batch, monkeypatch):
+    """On 2 threads, with the bias added inside the kernels' chunks: batch 1 (the GEMM split by output
+    channels, see im2col._split_channels) and a batch of 5 in chunks of 2 (both im2col layouts: the 11x9
+    map is image-major once _MIN_COLUMNS is lowered) = torch."""
+    monkeypatch.setattr(im2col, "_CHUNK_BYTES", 1)
+    monkeypatch.setattr(winograd, "_chunk", lambda N, *a: 2)
+    x = RNG.standard_normal((batch, 4, 11, 9)).astype(np.float32)
     w = RNG.standard_normal(w_shape).astype(np.float32)
-    want = TF.conv2d(torch.tensor(x), torch.tensor(w), **kw).numpy()
+    b = RNG.standard_normal(w_shape[0]).astype(np.float32)
+    want = TF.conv2d(torch.tensor(x), torch.tensor(w), torch.tensor(b), **kw).numpy()
     before = parallel.num_threads()
     try:
         parallel.set_num_threads(2)
-        got = shendu.conv2d(x, w, algorithm=alg, **kw).numpy()
+        for min_columns in (1, 10 ** 6):  # image-major, channel-major
+            monkeypatch.setattr(im2col, "_MIN_COLUMNS", min_columns)
+            got = shendu.conv2d(x, w, b, algorithm=alg, **kw).numpy()
+            np.testing.assert_allclose(got, want, rtol=1e-4, atol=2e-4)
     finally:
         parallel.set_num_threads(before)
-    np.testing.assert_allclose(got, want, rtol=1e-4, atol=2e-4)
 
 
 def test_large_batch_chunks_match_torch_float32():

@@ -171,8 +171,8 @@ class _Scratch:
         return flat[:math.prod(shape)].reshape(shape)
 
 
-def conv2d(x, w, stride=(1, 1), pads=(0, 0, 0, 0), dilation=(1, 1), groups=1) -> np.ndarray:
-    """Cross-correlation by im2col + GEMM: ``y[n] = w.reshape(K, -1) @ cols[n]`` (no bias).
+def conv2d(x, w, stride=(1, 1), pads=(0, 0, 0, 0), dilation=(1, 1), groups=1, bias=None) -> np.ndarray:
+    """Cross-correlation by im2col + GEMM: ``y[n] = w.reshape(K, -1) @ cols[n] (+ bias)``.
 
     Per chunk of n images the columns are laid out ``(C*kh*kw, n*P*Q)``, so the chunk is one GEMM
     with ``n*P*Q`` columns; its ``(K, n, P*Q)`` result is transposed into the NCHW output.
@@ -184,20 +184,23 @@ def conv2d(x, w, stride=(1, 1), pads=(0, 0, 0, 0), dilation=(1, 1), groups=1) ->
     P, Q, rows, cols = _geometry(x.shape, w.shape, stride, pads, dilation)
     PQ = P * Q
     y = np.empty((N, G, Kg, PQ), x.dtype)
+    b3 = None if bias is None else bias.reshape(G, Kg, 1)
     if _is_plain_gemm(w.shape, stride, pads, dilation):  # the input is already the column matrix
         if N == 1 and num_threads() > 1:
-            _split_channels(wmat, x.reshape(G, Cg, H * W), y[0])
+            _split_channels(wmat, x.reshape(G, Cg, H * W), y[0], b3)
             return y.reshape(N, K, P, Q)
 
         def plain(_, lo, hi):
             np.matmul(wmat, x[lo:hi].reshape(hi - lo, G, Cg, H * W), out=y[lo:hi])
+            if b3 is not None:
+                y[lo:hi] += b3
 
         parallel_chunks(plain, N, gemm_chunk(N, C * H * W * x.itemsize))
         return y.reshape(N, K, P, Q)
     if N == 1 and num_threads() > 1:  # one image: the threads share its GEMM instead
         buf = np.zeros((C, kh, kw, 1, P, Q), x.dtype)
         split_rows(lambda lo, hi: _fill_cols(x[:, lo:hi], buf[lo:hi], rows, cols, stride), C, buf.size)
-        _split_channels(wmat, buf.reshape(G, CgRS, PQ), y[0])
+        _split_channels(wmat, buf.reshape(G, CgRS, PQ), y[0], b3)
         return y.reshape(N, K, P, Q)
     nb = _gemm_chunk(N, C * kh * kw, PQ, x.itemsize)
     image_major = PQ >= _MIN_COLUMNS
@@ -211,24 +214,32 @@ def conv2d(x, w, stride=(1, 1), pads=(0, 0, 0, 0), dilation=(1, 1), groups=1) ->
             buf = s.view("cols", (n, C, kh, kw, P, Q), n, keep_zeros=True)
             _fill_cols(x[lo:hi], buf.transpose(1, 2, 3, 0, 4, 5), rows, cols, stride)
             np.matmul(wmat, buf.reshape(n, G, CgRS, PQ), out=y[lo:hi])
+            if b3 is not None:
+                y[lo:hi] += b3
             return
         buf = s.view("cols", (C, kh, kw, n, P, Q), n, keep_zeros=True)
         _fill_cols(x[lo:hi], buf, rows, cols, stride)
         out = s.view("out", (G, Kg, n * PQ), n)
         np.matmul(wmat, buf.reshape(G, CgRS, n * PQ), out=out)
+        if b3 is not None:
+            out += b3
         y[lo:hi] = out.reshape(G, Kg, n, PQ).transpose(2, 0, 1, 3)
 
     parallel_chunks(run, N, nb, scratch)
     return y.reshape(N, K, P, Q)
 
 
-def _split_channels(wmat, cols, out):
-    """``out = wmat @ cols`` (``(G, Kg, R) @ (G, R, L) -> (G, Kg, L)``) with the output channels split
-    over the kernel threads: a single image gives parallel_chunks nothing to share out (batch-1
-    inference), but its GEMM splits cleanly by rows."""
+def _split_channels(wmat, cols, out, b3=None):
+    """``out = wmat @ cols (+ b3)`` (``(G, Kg, R) @ (G, R, L) -> (G, Kg, L)``, bias ``(G, Kg, 1)``) with
+    the output channels split over the kernel threads: a single image gives parallel_chunks nothing to
+    share out (batch-1 inference), but its GEMM splits cleanly by rows."""
+    def rows(lo, hi):
+        np.matmul(wmat[:, lo:hi], cols, out=out[:, lo:hi])
+        if b3 is not None:
+            out[:, lo:hi] += b3[:, lo:hi]
+
     with single_threaded_blas():
-        split_rows(lambda lo, hi: np.matmul(wmat[:, lo:hi], cols, out=out[:, lo:hi]), wmat.shape[1],
-                   wmat.size + cols.size + out.size)
+        split_rows(rows, wmat.shape[1], wmat.size + cols.size + out.size)
 
 
 def conv2d_grads(gy, x, w, stride=(1, 1), pads=(0, 0, 0, 0), dilation=(1, 1), groups=1,

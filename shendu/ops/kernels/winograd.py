@@ -343,13 +343,16 @@ class _Buffers:
         return view
 
 
-def conv2d(x, w, pads=(0, 0, 0, 0), groups=1, m=4) -> np.ndarray:
+def conv2d(x, w, pads=(0, 0, 0, 0), groups=1, m=4, bias=None) -> np.ndarray:
     """3x3, stride-1 cross-correlation of ``x`` (N, C, H, W) with ``w`` (K, C/groups, 3, 3) by
-    Winograd ``F(m x m, 3 x 3)``: the numba kernels when available (:func:`_conv2d_numba`), else the
-    NumPy reference (:func:`conv2d_numpy`)."""
-    if _use_numba(x, w):
-        return _conv2d_numba(x, w, pads, groups, m)
-    return conv2d_numpy(x, w, pads, groups, m)
+    Winograd ``F(m x m, 3 x 3)``, plus ``bias`` (K,) if given: the numba kernels when available
+    (:func:`_conv2d_numba`), else the NumPy reference (:func:`conv2d_numpy`)."""
+    if _use_numba(x, w, bias):
+        return _conv2d_numba(x, w, pads, groups, m, bias)
+    y = conv2d_numpy(x, w, pads, groups, m)
+    if bias is not None:
+        y += bias.reshape(1, -1, 1, 1)
+    return y
 
 
 def conv2d_grads(gy, x, w, pads=(0, 0, 0, 0), groups=1, m=4, need_input=True, need_weight=True,
@@ -479,7 +482,7 @@ def _use_numba(*arrays) -> bool:
         a is None or (type(a) is np.ndarray and a.dtype == a0.dtype) for a in arrays)
 
 
-def _conv2d_numba(x, w, pads, groups, m):
+def _conv2d_numba(x, w, pads, groups, m, bias=None):
     """:func:`conv2d` with the numba tile kernels: per chunk of images, gather the padded input into
     the phase-split channels-last layout, ``V = B^T d B``, the alpha^2 channel GEMMs (BLAS),
     ``Y = A^T M A``, scatter into NCHW (see :mod:`shendu.ops.kernels.winograd_numba`)."""
@@ -522,6 +525,8 @@ def _conv2d_numba(x, w, pads, groups, m):
         yq = s.get("b", (n, th * m, m, tw, K))
         _wn.output_transform(M, AT, th, tw, yq)
         _wn.scatter_output(yq, y, lo)
+        if bias is not None:
+            y[lo:hi] += bias.reshape(K, 1, 1)
 
     parallel_chunks(run, N, nb, scratch)
     return y
