@@ -174,8 +174,10 @@ class _Scratch:
 def conv2d(x, w, stride=(1, 1), pads=(0, 0, 0, 0), dilation=(1, 1), groups=1, bias=None) -> np.ndarray:
     """Cross-correlation by im2col + GEMM: ``y[n] = w.reshape(K, -1) @ cols[n] (+ bias)``.
 
-    Per chunk of n images the columns are laid out ``(C*kh*kw, n*P*Q)``, so the chunk is one GEMM
-    with ``n*P*Q`` columns; its ``(K, n, P*Q)`` result is transposed into the NCHW output.
+    Per chunk of n images: maps of at least ``_MIN_COLUMNS`` pixels lay the columns out
+    ``(n, C*kh*kw, P*Q)``, one GEMM per image into the NCHW output; smaller maps lay them out
+    ``(C*kh*kw, n*P*Q)``, one GEMM with ``n*P*Q`` columns whose ``(K, n, P*Q)`` result is transposed
+    into the output. The bias is added per chunk, while its output is in cache.
     """
     N, C, H, W = x.shape
     K, Cg, kh, kw = w.shape
