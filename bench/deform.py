@@ -125,10 +125,6 @@ def candidates(spec, modulated, with_numpy):
     return out
 
 
-def measure(fns, rounds):
-    return interleaved_best(fns, rounds)
-
-
 def set_threads(n: int) -> None:
     torch.set_num_threads(n)
     shendu.set_num_threads(n)  # shendu's kernels, numba and BLAS (process-wide until exit)
@@ -151,7 +147,7 @@ def main(argv=None):
         for modulated in (False, True):
             table = candidates(spec, modulated, args.numpy and name == "fmnist")
             for mode, fns in table.items():
-                t = measure(fns, args.rounds)
+                t = interleaved_best(fns, args.rounds)
                 d = t["shendu deform"]
                 row = [f"{label} {'v2' if modulated else 'v1'}", mode, d, t["shendu conv2d"], t["torch conv2d"],
                        t["torch grid_sample deform"], d / t["shendu conv2d"], d / t["torch conv2d"],

@@ -221,11 +221,6 @@ def check_same(name, s_model, t_model):
     return err
 
 
-def time_case(fns, rounds, warmup=True):
-    """Best wall time of each of ``fns`` ({label: callable}), in interleaved rounds after one warm-up call."""
-    return interleaved_best(fns, rounds, warmup=warmup)
-
-
 def bench_model(name, rounds, cases):
     s_model, t_model = make_pair(name)
     err = check_same(name, s_model, t_model)
@@ -244,7 +239,7 @@ def bench_model(name, rounds, cases):
             note = f"loss {loss_s:.4f} vs {loss_t:.4f}"
             if any(type(m).__name__ == "Dropout" for m in s_model.modules()):
                 note += " (dropout masks differ)"
-        best = time_case(fns, rounds, warmup=kind == "infer")
+        best = interleaved_best(fns, rounds, warmup=kind == "infer")
         ratio = best["shendu"] / best["torch"]
         goal = GOALS[kind]
         shape = "x".join(map(str, MODELS[name][0]))
@@ -303,7 +298,7 @@ def run_profile(name, n):
     s_fn, t_fn = infer_fn(shendu, s_model, x), infer_fn(torch, t_model, x)
     s_fn(), t_fn()  # warm-up
     total, per_op, counts = profile_shendu(s_fn)
-    t_total = time_case({"torch": t_fn}, 2)["torch"]
+    t_total = interleaved_best({"torch": t_fn}, 2)["torch"]
     t_ops = profile_torch(t_fn)
     print(f"\nshendu {name} inference, batch {n}: {total * 1e3:.0f} ms per forward "
           f"(torch {t_total * 1e3:.0f} ms), time inside each op type:")

@@ -36,7 +36,8 @@ DEFAULTS = {
 }
 
 # Tasks besides classification live in their own modules: DEFAULTS (their options), train(cfg, run_dir,
-# resume) and optionally add_commands(sub) for commands such as `shendu detect`.
+# resume) and optionally add_commands(sub) for commands such as `shendu detect`. train() makes the run folder
+# and writes config.json (which --resume reads) only once its settings check out, so a refused run leaves nothing.
 TASKS = {"classify": None, "segment": "shendu.cli.task_segment", "detect": "shendu.cli.task_detect",
          "gan": "shendu.cli.task_gan", "vae": "shendu.cli.task_vae"}
 
@@ -243,10 +244,8 @@ def build_run(cfg):
 
 def train_task(task: str, args) -> int:
     """``shendu train --task segment|detect|gan|vae``: the task module's defaults, updated by the config
-    file and the flags given, saved as ``config.json`` in the run folder, then the module's ``train``."""
+    file and the flags given, then the module's ``train`` (which saves them as ``config.json``)."""
     import importlib
-
-    from shendu.io.atomic import atomic_write
 
     module = importlib.import_module(TASKS[task])
     if args.resume:
@@ -267,9 +266,7 @@ def train_task(task: str, args) -> int:
     cfg = {**module.DEFAULTS, **model_defaults, **given, "task": task}
     run_dir = args.out or cfg.get("out") or os.path.join(
         "runs", f"{task}-{cfg.get('model', task)}-{time.strftime('%Y%m%d-%H%M%S')}")
-    cfg["out"] = run_dir
-    os.makedirs(run_dir, exist_ok=True)
-    atomic_write(os.path.join(run_dir, "config.json"), json.dumps(cfg, indent=2, default=str))
+    cfg["out"] = run_dir  # the task makes the folder and writes config.json once its settings check out
     print(f"shendu train: task {task}, run folder {run_dir}")
     return module.train(cfg, run_dir, False)
 

@@ -109,6 +109,7 @@ def _lr_at(cfg: dict, step: int, total: int) -> float:
 def train(cfg: dict, run_dir: str, resume: bool) -> int:
     import shendu
     from shendu import optim
+    from shendu.io.atomic import atomic_write
     from shendu.train import load_checkpoint, plots, save_checkpoint
 
     cfg = {**DEFAULTS, **cfg}
@@ -139,8 +140,7 @@ def train(cfg: dict, run_dir: str, resume: bool) -> int:
         history = (tree.get("extra") or {}).get("history", [])
         best = max([h["val_map_50"] for h in history] or [-1.0])
         print(f"shendu train: resuming {run_dir} after epoch {epoch} (step {step})")
-    with open(os.path.join(run_dir, "config.json"), "w") as f:
-        json.dump(cfg, f, indent=1)
+    atomic_write(os.path.join(run_dir, "config.json"), json.dumps(cfg, indent=2, default=str))
     n_params = sum(p.numel() for p in model.parameters())
     print(f"shendu train: detect {cfg['model']} ({n_params:,} parameters) on FashionScenes {cfg['image_size']}px, "
           f"{cfg['epochs']} epochs x {steps_per_epoch} steps of {cfg['batch_size']}, run folder {run_dir}")

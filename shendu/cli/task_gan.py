@@ -76,6 +76,7 @@ def _generate(G, z, batch_size: int = 500) -> np.ndarray:
 def train(cfg: dict, run_dir: str, resume: bool) -> int:
     import shendu
     from shendu.data import DataLoader, TensorDataset
+    from shendu.io.atomic import atomic_write
     from shendu.train import generative as gen
     from shendu.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 
@@ -90,8 +91,7 @@ def train(cfg: dict, run_dir: str, resume: bool) -> int:
             saved = json.load(f)["config"]
         cfg = {**cfg, **{k: saved[k] for k in _FROZEN if k in saved}}
     cfg["task"] = "gan"
-    with open(os.path.join(run_dir, "config.json"), "w", encoding="utf-8") as f:
-        json.dump(cfg, f, indent=2)
+    atomic_write(os.path.join(run_dir, "config.json"), json.dumps(cfg, indent=2, default=str))
 
     train_x, train_y, _ = gen.load_images(cfg["dataset"], True, cfg["data_root"])
     nets, opt_g, opt_d = _build(cfg)

@@ -183,10 +183,10 @@ def save_segmentation_figure(images: np.ndarray, truth: np.ndarray, pred: np.nda
 def train(cfg: dict, run_dir: str, resume: bool) -> int:
     import shendu
     from shendu import optim
+    from shendu.io.atomic import atomic_write
     from shendu.train import load_checkpoint, plots, save_checkpoint
 
     cfg = {**DEFAULTS, **cfg}
-    os.makedirs(run_dir, exist_ok=True)
     ckpt_dir = os.path.join(run_dir, "checkpoints")
     if resume:
         state = os.path.join(ckpt_dir, "last", "state.json")
@@ -202,6 +202,7 @@ def train(cfg: dict, run_dir: str, resume: bool) -> int:
     classes = list(train_set.classes)
     cfg["classes"], cfg["task"] = classes, "segment"
     model = _build(cfg, len(classes))
+    os.makedirs(run_dir, exist_ok=True)  # only once the settings are known to work: a refused run leaves nothing
     optimizer = optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg["lr"],
                            weight_decay=cfg["weight_decay"])
     steps_per_epoch = cfg["steps_per_epoch"] or max(1, len(train_set) // cfg["batch_size"])
@@ -216,8 +217,7 @@ def train(cfg: dict, run_dir: str, resume: bool) -> int:
         history = (tree.get("extra") or {}).get("history", [])
         best = max([h["test_mean_iou"] for h in history] or [-1.0])
         print(f"shendu train: resuming {run_dir} after epoch {epoch} (step {step})")
-    with open(os.path.join(run_dir, "config.json"), "w", encoding="utf-8") as f:
-        json.dump(cfg, f, indent=1)
+    atomic_write(os.path.join(run_dir, "config.json"), json.dumps(cfg, indent=2, default=str))
     n_params = sum(p.numel() for p in model.parameters())
     print(f"shendu train: segment {cfg['model']} ({n_params:,} parameters) on FashionScenes {cfg['image_size']}px, "
           f"{cfg['epochs']} epochs x {steps_per_epoch} steps of {cfg['batch_size']}, run folder {run_dir}")

@@ -98,6 +98,7 @@ def _figures(model, run_dir, epoch, test_x, test_y, classes, fixed_z, binarize_m
 def train(cfg: dict, run_dir: str, resume: bool) -> int:
     import shendu
     from shendu.data import DataLoader, TensorDataset
+    from shendu.io.atomic import atomic_write
     from shendu.train import generative as gen
     from shendu.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 
@@ -115,8 +116,7 @@ def train(cfg: dict, run_dir: str, resume: bool) -> int:
         raise SystemExit("shendu train --task vae: binarize must be none, threshold or bernoulli, "
                          f"got {cfg['binarize']!r}")
     cfg["task"] = "vae"
-    with open(os.path.join(run_dir, "config.json"), "w", encoding="utf-8") as f:
-        json.dump(cfg, f, indent=2)
+    atomic_write(os.path.join(run_dir, "config.json"), json.dumps(cfg, indent=2, default=str))
 
     train_x, train_y, classes = gen.load_images(cfg["dataset"], True, cfg["data_root"])
     test_x, test_y, _ = gen.load_images(cfg["dataset"], False, cfg["data_root"])

@@ -100,6 +100,17 @@ def test_model_options_reach_the_model_and_the_checkpoint(tmp_path):
     assert model.backbone.widths == tuple(widths)
     with pytest.raises(SystemExit, match=r"model_options \{'depth': 3\} do not fit fcn8s"):
         task_segment.train({**TINY, "model_options": {"depth": 3}}, str(tmp_path / "x"), resume=False)
+    assert not (tmp_path / "x").exists()  # refused before the run folder is made
+
+
+def test_refused_command_line_run_leaves_no_folder(tmp_path):
+    from shendu.cli import main
+
+    config = tmp_path / "bad.json"
+    config.write_text(json.dumps({**TINY, "model_options": {"depth": 3}}))
+    with pytest.raises(SystemExit, match="do not fit"):
+        main(["train", "--task", "segment", "--config", str(config), "--out", str(tmp_path / "run")])
+    assert not (tmp_path / "run").exists()
 
 
 def test_bad_settings_stop_with_a_message(tmp_path):
@@ -109,6 +120,7 @@ def test_bad_settings_stop_with_a_message(tmp_path):
         task_segment.train({**TINY, "image_size": 48}, str(tmp_path / "b"), resume=False)
     with pytest.raises(SystemExit, match="nothing to resume"):
         task_segment.train(dict(TINY), str(tmp_path / "c"), resume=True)
+    assert not any((tmp_path / d).exists() for d in "abc")
 
 
 def test_metric_helpers_and_palette():

@@ -35,6 +35,7 @@ def test_run_folder_figures_and_elbo(tmp_path, classifier, capsys):
     for name in ("samples/epoch_001.png", "reconstructions/epoch_003.png", "losses.png", "latent_map.png",
                  "latent_scatter.png"):
         assert (run / name).read_bytes()[:4] == b"\x89PNG", name
+    assert json.loads((run / "config.json").read_text())["epochs"] == 3  # what --resume reads
     rows = _rows(run)
     assert [r["step"] for r in rows] == [12, 24, 36]  # ceil(1438 / 128)
     for r in rows:
