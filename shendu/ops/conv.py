@@ -124,7 +124,7 @@ _GEMM_FLOP = 1 / 42e9      # seconds per flop of a well-shaped GEMM
 _COPY_ELEM = 1 / 1.07e9    # seconds per element of im2col's strided gathers/scatters
 # seconds per tile element (alpha^2 per tile and channel) of one Winograd pass: numba kernels / NumPy
 _TILE_ELEM = 8e-10 if _winograd.USE_NUMBA else 8e-9
-_FILTER_ELEM = 3.2e-9      # seconds per element of a Winograd filter transform (alpha^2 K C/groups)
+_FILTER_ELEM = 1.4e-9      # seconds per element of a Winograd filter transform (alpha^2 K C/groups)
 _FFT_ELEM = 1 / 0.73e9     # seconds per element * log2(length) of a 2-D real FFT
 _CALL = 3e-4               # fixed cost of one call (Python, buffers, threads)
 
@@ -289,10 +289,11 @@ def _check_groups(op: str, groups, **channels) -> int:
     return int(groups)
 
 
-def _channel_error(op: str, x, c_expected: int, w, layout: str) -> ShapeError:
-    c = x.shape[1] if x.ndim == w.ndim else x.shape[0]
-    msg = f"{op}: input has {c} channels but weight expects {c_expected} (weight shape {fmt_shape(w.shape)}{layout})"
-    if x.shape[-1] == c_expected:
+def _channel_error(op: str, x_shape, c_expected: int, w_shape, layout: str) -> ShapeError:
+    c = x_shape[1] if len(x_shape) == len(w_shape) else x_shape[0]
+    msg = (f"{op}: input has {c} channels but weight expects {c_expected} (weight shape {fmt_shape(w_shape)}"
+           f"{layout})")
+    if x_shape[-1] == c_expected:
         msg += "; is the image HWC? permute it to CHW (x.permute(0, 3, 1, 2))"
     return ShapeError(msg)
 
@@ -313,20 +314,35 @@ def _check_algorithm(op: str, algorithm: str, w_shape, g: Geometry, x_shape) -> 
 
 
 def _prepare(op, input, weight, bias, stride, padding, dilation, groups, nd):
-    """Checked tensors and the 4-D geometry of a (1-D or 2-D) convolution."""
+    """Checked tensors and the 4-D geometry of a (1-D or 2-D) convolution:
+    ``(x, w, b, geometry, x4_shape, w4_shape, batched)``."""
     x, w, b = _check_tensors(op, input, weight, bias, nd, "(out_channels, in_channels/groups, *kernel)")
-    K, Cg = w.shape[:2]
-    batched = x.ndim == nd + 2
-    C = x.shape[1] if batched else x.shape[0]
+    args = (op, x.shape, w.shape, None if b is None else b.shape, stride, padding, dilation, groups, nd)
+    if all(_plain(v) for v in (stride, padding, dilation, groups)):
+        return (x, w, b) + _geometry_cached(*args)
+    return (x, w, b) + _geometry(*args)
+
+
+def _plain(value) -> bool:
+    """Whether an argument can be a cache key that means the same thing for every equal key: exact
+    ints, strings, or tuples of exact ints (True == 1, so a bool must not hit a cached int's entry)."""
+    return type(value) in (int, str) or (type(value) is tuple and all(type(v) is int for v in value))
+
+
+def _geometry(op, x_shape, w_shape, b_shape, stride, padding, dilation, groups, nd):
+    """The shape checks of a convolution and its 4-D geometry ``(geometry, x4_shape, w4_shape, batched)``."""
+    K, Cg = w_shape[:2]
+    batched = len(x_shape) == nd + 2
+    C = x_shape[1] if batched else x_shape[0]
     groups = _check_groups(op, groups, in_channels=C, out_channels=K)
     if C != Cg * groups:
-        raise _channel_error(op, x, Cg * groups, w, f", groups={groups}")
-    if b is not None and b.shape != (K,):
-        raise ShapeError(f"{op}: bias has shape {fmt_shape(b.shape)} but weight has {K} output channels; "
+        raise _channel_error(op, x_shape, Cg * groups, w_shape, f", groups={groups}")
+    if b_shape is not None and b_shape != (K,):
+        raise ShapeError(f"{op}: bias has shape {fmt_shape(b_shape)} but weight has {K} output channels; "
                          f"expected bias shape ({K},)")
     stride = _ints(op, "stride", stride, nd, 1)
     dilation = _ints(op, "dilation", dilation, nd, 1)
-    ksize = tuple(w.shape[2:])
+    ksize = tuple(w_shape[2:])
     if isinstance(padding, str):
         if padding == "valid":
             pads = (0,) * (2 * nd)
@@ -342,20 +358,25 @@ def _prepare(op, input, weight, bias, stride, padding, dilation, groups, nd):
             raise ArgumentError(f"{op}: padding must be an int, a tuple, 'same' or 'valid', got {padding!r}")
     else:
         pads = tuple(p for p in _ints(op, "padding", padding, nd, 0) for _ in range(2))
-    spatial = x.shape[-nd:]
+    spatial = tuple(x_shape[-nd:])
     padded = tuple(s + a + c for s, a, c in zip(spatial, pads[::2], pads[1::2]))
     dilated = tuple(d * (k - 1) + 1 for k, d in zip(ksize, dilation))
     if any(p < k for p, k in zip(padded, dilated)):
         raise ShapeError(f"{op}: padded input size {padded} is smaller than the (dilated) kernel {dilated} "
-                         f"(input shape {fmt_shape(x.shape)}); pad the input or use a smaller kernel")
+                         f"(input shape {fmt_shape(x_shape)}); pad the input or use a smaller kernel")
     if nd == 1:  # run as 2-D with a unit height
         stride, dilation, pads, ksize = (1,) + stride, (1,) + dilation, (0, 0) + pads, (1,) + ksize
         spatial = (1,) + spatial
-    N = x.shape[0] if batched else 1
+    N = x_shape[0] if batched else 1
     g = Geometry(stride, pads, dilation, groups)
     x4_shape = (N, C) + tuple(spatial)
     w4_shape = (K, Cg) + ksize
-    return x, w, b, g, x4_shape, w4_shape, batched
+    return g, x4_shape, w4_shape, batched
+
+
+# Layers call a convolution with the same shapes and arguments step after step: its checks and
+# geometry are computed once (they cost ~30 us a call, as much as a small layer's GEMM at batch 1).
+_geometry_cached = functools.lru_cache(maxsize=1024)(_geometry)
 
 
 def _conv(op, input, weight, bias, stride, padding, dilation, groups, algorithm, nd) -> Tensor:
@@ -414,7 +435,7 @@ def _conv_transpose(op, input, weight, bias, stride, padding, output_padding, gr
     C = x.shape[1] if batched else x.shape[0]
     Cin, Coutg = w.shape[:2]
     if C != Cin:
-        raise _channel_error(op, x, Cin, w, ", laid out (in_channels, out_channels/groups, *kernel)")
+        raise _channel_error(op, x.shape, Cin, w.shape, ", laid out (in_channels, out_channels/groups, *kernel)")
     groups = _check_groups(op, groups, in_channels=Cin)
     Cout = Coutg * groups
     if b is not None and b.shape != (Cout,):

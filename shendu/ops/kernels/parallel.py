@@ -108,8 +108,11 @@ def parallel_chunks(fn, n_items: int, chunk: int, make_state=None) -> list:
             fn(state, lo, min(lo + chunk, n_items))
         return state
 
-    futures = [_pool().submit(work, t) for t in range(workers)]
-    return [f.result() for f in futures]
+    # The calling thread takes the first share itself: one thread fewer to wake (on a VM, waking an
+    # idle core is slow) and no idle caller waiting.
+    futures = [_pool().submit(work, t) for t in range(1, workers)]
+    states = [work(0)]
+    return states + [f.result() for f in futures]
 
 
 @contextlib.contextmanager
