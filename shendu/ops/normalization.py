@@ -160,12 +160,13 @@ class BatchNormEval(Function):
         fast = _nb.accepts(x3)
         if fast:
             y = _nb.channel_affine(x3, center, offset, scale, offset if bias is None else bias, x.shape)
-        else:
-            y3 = _centred(xp, x3, center, offset, x.shape)
-            y3 *= scale.astype(x.dtype, copy=False)[:, None]
-            if bias is not None:
-                y3 += bias[:, None]
-            y = _whole(y3, x.shape)
+        else:  # y = x * scale + (bias - mean * scale): two passes over x, as torch's eval kernel
+            scale = scale.astype(x.dtype, copy=False)
+            shift = -center * scale if bias is None else bias - center * scale
+            y = xp.empty(x.shape, x.dtype)
+            y3 = y.reshape(x3.shape)
+            xp.multiply(x3, scale[:, None], out=y3)
+            y3 += shift[:, None]
         ctx.save_for_backward(x3 if weight is not None else None, weight)
         ctx.stats = (center, offset, invstd, scale, fast)
         return y

@@ -136,6 +136,19 @@ def test_algorithm_errors_name_the_reason():
         shendu.conv2d(np.zeros((1, 8, 8, 2), np.float32), w)
 
 
+def test_cached_geometry_still_checks_every_call():
+    """The shape checks are cached per (shapes, arguments): an equal-but-invalid argument (True == 1)
+    must not reuse a valid call's entry, and a list gives the same result as the tuple."""
+    x, w = shendu.randn(1, 2, 8, 8), shendu.randn(3, 2, 3, 3)
+    assert shendu.conv2d(x, w, stride=1, padding=(1, 1)).shape == (1, 3, 8, 8)
+    for bad in ({"stride": True}, {"stride": (True, 1)}, {"padding": (1.0, 1)}):
+        with pytest.raises(ArgumentError, match="must be an int or a tuple of 2 ints"):
+            shendu.conv2d(x, w, **bad)
+    assert shendu.conv2d(x, w, padding=[1, 1]).shape == (1, 3, 8, 8)
+    with pytest.raises(ShapeError, match="input has 4 channels but weight expects 2"):  # same args, new shape
+        shendu.conv2d(shendu.randn(1, 4, 8, 8), w, stride=1, padding=(1, 1))
+
+
 @pytest.mark.parametrize("alg", ["im2col", "winograd", "winograd2x2"])
 def test_threads_and_chunk_boundaries(alg, monkeypatch):
     """Chunks of 2 images with a short last chunk, on 1 and on 2 threads: same result as torch,
