@@ -8,6 +8,12 @@ set), from the last epoch of each run, with the inference time per image and the
     python examples/segmentation_fcn.py                          # fcn32s, fcn16s, fcn8s (defaults below)
     python examples/segmentation_fcn.py --models fcn8s,unpool --epochs 4 --train-scenes 20000
     python examples/segmentation_fcn.py --table-only             # rebuild the table from finished runs
+    python examples/segmentation_fcn.py --stride-bound           # what the output stride alone allows
+
+``--stride-bound`` scores :func:`~shendu.vision.segmentation.stride_limited_masks` (the truth averaged over
+each output cell, upsampled like FCN's last layer) on 300 test scenes, for several canvas sizes and
+strides: an estimate of what the output stride alone costs, however well the network classifies (an
+estimate, not a strict bound: see that function).
 
 A run that already exists is resumed (so an interrupted script continues where it stopped) and a finished
 one is only read.
@@ -18,6 +24,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+
+import numpy as np
 
 from shendu.cli import task_segment
 
@@ -54,6 +62,25 @@ def table(out: str, models: list) -> str:
     return text
 
 
+def stride_bound(scenes: int = 300) -> str:
+    """Markdown table: mIoU of the stride-limited truth on ``scenes`` test scenes per canvas and stride."""
+    from shendu.data.datasets.scenes import FashionScenes
+    from shendu.vision.metrics.segmentation import mean_iou, segmentation_confusion_matrix
+    from shendu.vision.segmentation import stride_limited_masks
+
+    lines = ["| canvas | item size (px) | FCN-32s | FCN-16s | FCN-8s | FCN-4s |", "|---|---|---|---|---|---|"]
+    defaults = task_segment.DEFAULTS
+    for size, scale in ((defaults["image_size"], (defaults["scale_min"], defaults["scale_max"])), (96, (20, 48)),
+                        (96, (30, 54)), (128, (40, 72))):
+        ds = FashionScenes("test", size=size, max_objects=defaults["max_objects"], seed=0, length=scenes,
+                           scale=scale)
+        masks = np.stack([t["masks"] for t in ds.get_batch(np.arange(scenes))[1]])
+        cells = [mean_iou(segmentation_confusion_matrix(stride_limited_masks(masks, s, 11), masks, 11))
+                 for s in (32, 16, 8, 4)]
+        lines.append(f"| {size} | {scale[0]}-{scale[1]} | " + " | ".join(f"{100 * v:.1f}" for v in cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--models", default="fcn32s,fcn16s,fcn8s")
@@ -65,7 +92,11 @@ def main() -> None:
     p.add_argument("--lr", type=float, default=task_segment.DEFAULTS["lr"])
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--table-only", action="store_true")
+    p.add_argument("--stride-bound", action="store_true", help="print the output-stride bound table and exit")
     args = p.parse_args()
+    if args.stride_bound:
+        print(stride_bound(), end="")
+        return
     models = [m for m in args.models.split(",") if m]
     if not args.table_only:
         for m in models:

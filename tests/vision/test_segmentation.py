@@ -29,6 +29,7 @@ from shendu.vision.segmentation import (
     bilinear_kernel,
     extract_patches,
     segmentation_model,
+    stride_limited_masks,
 )
 
 TINY = dict(widths=(4, 4, 6, 6, 8), convs=(1, 1, 1, 1, 1))
@@ -280,3 +281,18 @@ def test_metric_input_errors():
         segmentation_confusion_matrix(np.zeros((1, 3, 2, 2), np.float32), np.zeros((1, 2, 2), int), 4)
     with pytest.raises(ShapeError, match="square"):
         mean_iou(np.zeros((2, 3)))
+
+
+# ----------------------------------------------------------------------------- what the output stride costs
+def test_stride_limited_masks_lose_what_is_thinner_than_a_cell():
+    m = np.zeros((1, 32, 32), np.int64)
+    m[0, 8:24, 8:24] = 2        # a 16 x 16 square on the 8-px grid: 2 x 2 cells
+    m[0, :, 30:] = 1            # a 2-px stripe: a quarter of its cells
+    np.testing.assert_array_equal(stride_limited_masks(m, 1, 3), m)
+    r = stride_limited_masks(m, 8, 3)[0]
+    square, truth = r == 2, m[0] == 2
+    iou = (square & truth).sum() / (square | truth).sum()
+    assert 0.85 <= iou < 1.0                          # its corners round off (bilinear), the rest stays
+    assert not (r == 1).any()                         # the stripe is gone
+    with pytest.raises(ShapeError, match="multiples of 8"):
+        stride_limited_masks(np.zeros((1, 30, 32), np.int64), 8, 3)
