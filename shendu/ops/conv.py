@@ -124,7 +124,8 @@ _GEMM_FLOP = 1 / 42e9      # seconds per flop of a well-shaped GEMM
 _COPY_ELEM = 1 / 1.07e9    # seconds per element of im2col's strided gathers/scatters
 # seconds per tile element (alpha^2 per tile and channel) of one Winograd pass: numba kernels / NumPy
 _TILE_ELEM = 8e-10 if _winograd.USE_NUMBA else 8e-9
-_FILTER_ELEM = 1.4e-9      # seconds per element of a Winograd filter transform (alpha^2 K C/groups)
+_FILTER_ELEM = 1.4e-9      # seconds per element of a Winograd filter transform (alpha^2 K C/groups); the fitted
+                           # 3.2e-9 scaled by the one-GEMM transform's measured 5.0 -> 2.2 ms (stage 4)
 _FFT_ELEM = 1 / 0.73e9     # seconds per element * log2(length) of a 2-D real FFT
 _CALL = 3e-4               # fixed cost of one call (Python, buffers, threads)
 
