@@ -249,7 +249,7 @@ def train_task(task: str, args) -> int:
 
     module = importlib.import_module(TASKS[task])
     if args.resume:
-        cfg, run_dir = _run_config(args.resume), _run_dir(args.resume)
+        cfg, run_dir = _resume_config(args), _run_dir(args.resume)
         print(f"shendu train: resuming {run_dir} (task {task})")
         return module.train(cfg, run_dir, True)
     given = {}
@@ -282,7 +282,7 @@ def cmd_train(args) -> int:
     if task != "classify":
         return train_task(task, args)
     if args.resume:
-        cfg = _run_config(args.resume)
+        cfg = _resume_config(args)
         run_dir = _run_dir(args.resume)
         print(f"shendu train: resuming {run_dir}")
     else:
@@ -319,6 +319,24 @@ def _run_dir(path: str) -> str:
 def _run_config(path: str) -> dict:
     with open(os.path.join(_run_dir(path), "config.json")) as f:
         return json.load(f)
+
+
+# What `--resume` may change: the run's length. Anything else would make the continued run a different run.
+RESUME_OPTIONS = ("epochs", "max_steps")
+
+
+def _resume_config(args) -> dict:
+    """The saved config of the run ``args.resume``, with ``--epochs`` / ``--max-steps`` applied (a longer
+    run follows the schedule of its new length from the step it stopped at); any other option is refused."""
+    cfg = _run_config(args.resume)
+    given = {k: v for k, v in vars(args).items()
+             if k in DEFAULTS and k not in ("task", "threads") and v is not None}
+    other = sorted(set(given) - set(RESUME_OPTIONS))
+    if other or args.config:
+        names = ", ".join(["--" + k.replace("_", "-") for k in other] + (["--config"] if args.config else []))
+        raise SystemExit(f"shendu train --resume: {names} cannot change a run being resumed (only --epochs and "
+                         f"--max-steps can); start a new run with --out instead")
+    return {**cfg, **given}
 
 
 def _checkpoint_folder(path: str) -> str:

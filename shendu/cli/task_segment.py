@@ -194,8 +194,8 @@ def train(cfg: dict, run_dir: str, resume: bool) -> int:
             raise SystemExit(f"shendu train --task segment: nothing to resume in {run_dir!r} (no checkpoints/last)")
         with open(state, encoding="utf-8") as f:
             saved = json.load(f)["config"]
-        # The run keeps its saved settings; only a changed epochs / max_steps extends or shortens it.
-        cfg = {**saved, **{k: cfg[k] for k in ("epochs", "max_steps") if cfg.get(k) != DEFAULTS[k]}}
+        # The run keeps its saved settings; only epochs / max_steps (given to --resume) change its length.
+        cfg = {**saved, **{k: cfg[k] for k in ("epochs", "max_steps")}}
     shendu.manual_seed(cfg["seed"])
     train_set = _scenes(cfg, "train", cfg["train_scenes"])
     test_set = _scenes(cfg, "test", cfg["test_scenes"])

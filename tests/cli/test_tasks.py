@@ -56,6 +56,17 @@ def test_resume_reads_the_saved_config(fake_task, tmp_path):
     assert (cfg["lr"], cfg["task"], resume) == (0.5, "fake", True)
 
 
+def test_resume_with_epochs_extends_the_run_and_refuses_other_changes(fake_task, tmp_path):
+    run = tmp_path / "run"
+    cli.main(["train", "--task", "fake", "--lr", "0.5", "--out", str(run)])
+    assert cli.main(["train", "--resume", str(run), "--epochs", "9", "--max-steps", "40"]) == 0
+    cfg, _, resume = fake_task[1]
+    assert (cfg["epochs"], cfg["max_steps"], cfg["lr"], resume) == (9, 40, 0.5, True)
+    with pytest.raises(SystemExit, match="--lr cannot change a run being resumed"):
+        cli.main(["train", "--resume", str(run), "--lr", "0.1"])
+    assert len(fake_task) == 2  # the refused resume never reached the task
+
+
 def test_an_option_the_task_does_not_take_is_refused_before_anything_is_written(fake_task, tmp_path):
     run = tmp_path / "run"
     with pytest.raises(SystemExit, match="dataset do not apply; its options: epochs, lr, model"):
