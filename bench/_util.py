@@ -18,19 +18,21 @@ def best_time(fn, repeat: int = 5, number: int = 1, warmup: int = 1) -> float:
     return best
 
 
-SETTLE = 0.3  # seconds of pause before each candidate's burst (see interleaved_best)
-BURST = 3      # consecutive timed calls per candidate and round
+SETTLE = 0.3       # seconds of pause before each candidate's burst (see interleaved_best)
+BURST = 3          # at least this many consecutive timed calls per candidate and round ...
+BURST_SECONDS = 0.25  # ... and at least this long (measured: after the pause the first ~60 ms of calls
+                      # run slower, both libraries, by up to 1.7x: 3 calls of a 10 ms kernel are all slow)
 
 
 def interleaved_best(fns: dict, rounds: int, settle: float = SETTLE, burst: int = BURST,
-                     warmup: bool = True) -> dict:
+                     warmup: bool = True, burst_seconds: float = BURST_SECONDS) -> dict:
     """Best wall time (seconds) of each callable in ``fns`` ({label: fn}), measured in interleaved rounds.
 
-    In every round each candidate gets a pause of ``settle`` seconds, then ``burst`` back-to-back timed
-    calls. The pause is for torch's OpenMP threads, which spin-wait after a parallel region and would
-    otherwise take the cores from whatever runs next; the burst measures each library in its steady
-    state, as in a training loop (a call right after a pause is slower for both: idle cores, caches and
-    freed pages have to come back). Interleaving the rounds makes a busy machine penalise every
+    In every round each candidate gets a pause of ``settle`` seconds, then back-to-back timed calls, at
+    least ``burst`` of them and for at least ``burst_seconds``. The pause is for torch's OpenMP threads,
+    which spin-wait after a parallel region and would otherwise take the cores from whatever runs next;
+    the burst measures each library in its steady state, as in a training loop (the calls of the first
+    ~60 ms after a pause are slower for both: idle cores, caches and freed pages have to come back). Interleaving the rounds makes a busy machine penalise every
     candidate alike.
     """
     if warmup:
@@ -40,10 +42,13 @@ def interleaved_best(fns: dict, rounds: int, settle: float = SETTLE, burst: int 
     for _ in range(rounds):
         for k, fn in fns.items():
             time.sleep(settle)
-            for _ in range(burst):
+            start = time.perf_counter()
+            calls = 0
+            while calls < burst or time.perf_counter() - start < burst_seconds:
                 t0 = time.perf_counter()
                 fn()
                 best[k] = min(best[k], time.perf_counter() - t0)
+                calls += 1
     return best
 
 

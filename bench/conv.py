@@ -3,8 +3,8 @@
 Every row uses the same float32 data in both libraries, measured in this run. Timing: the
 candidates of a row run in interleaved rounds (torch, auto, im2col, ...; then again) and each keeps
 its best wall time, so a busy machine penalises all of them alike; in each round a candidate gets a
-0.3 s pause (torch's OpenMP threads spin-wait after a parallel region) and then 3 back-to-back timed
-calls, its steady state (``bench._util.interleaved_best``). Forward runs without graph
+0.3 s pause (torch's OpenMP threads spin-wait after a parallel region) and then back-to-back timed
+calls (at least 3 and 0.25 s), its steady state (``bench._util.interleaved_best``). Forward runs without graph
 (``no_grad``); forward+backward computes the gradients of input, weight and bias for a random
 cotangent. torch keeps its default thread count; shendu uses its chunk threads (one per CPU).
 

@@ -11,7 +11,7 @@ the bench checks that outputs (and the first training loss) agree before timing.
   momentum 0.9).
 
 Timing as bench/conv.py: torch and shendu alternate in rounds, each keeps its best wall time, with a 0.3 s
-pause and then 3 back-to-back calls per round (``bench._util.interleaved_best``). torch keeps its
+pause and then back-to-back calls (at least 3 and 0.25 s) per round (``bench._util.interleaved_best``). torch keeps its
 default thread count; shendu uses its chunk threads. ratio = shendu / torch; goal <= 1.25 for inference,
 <= 1.5 for the training step.
 
