@@ -33,6 +33,7 @@ import math
 import numpy as np
 
 from shendu.ops.kernels.parallel import chunk_size, num_threads, parallel_chunks, single_threaded_blas, split_rows
+from shendu.ops.kernels.workspace import workspace
 
 __all__ = ["out_size", "offset_ranges", "im2col", "col2im", "conv2d", "conv2d_grads", "gemm_chunk"]
 
@@ -157,10 +158,12 @@ def _gemm_chunk(N: int, rows: int, PQ: int, itemsize: int) -> int:
 class _Scratch:
     """A thread's flat buffers, viewed per chunk. The zeros of a column buffer are the padding and
     survive from chunk to chunk; a chunk of another size lays the buffer out differently, so
-    :meth:`view` re-zeroes it then."""
+    :meth:`view` re-zeroes it then. The buffers are the thread's workspaces (kept from call to call)."""
 
     def __init__(self, dtype, **sizes):
-        self.flat = {k: np.zeros(v, dtype) for k, v in sizes.items() if v}
+        self.flat = {k: workspace("im2col." + k, v, dtype) for k, v in sizes.items() if v}
+        for flat in self.flat.values():
+            flat.fill(0)
         self.n = {}
 
     def view(self, name, shape, n, keep_zeros=False):
@@ -200,7 +203,8 @@ def conv2d(x, w, stride=(1, 1), pads=(0, 0, 0, 0), dilation=(1, 1), groups=1, bi
         parallel_chunks(plain, N, gemm_chunk(N, C * H * W * x.itemsize))
         return y.reshape(N, K, P, Q)
     if N == 1 and num_threads() > 1:  # one image: the threads share its GEMM instead
-        buf = np.zeros((C, kh, kw, 1, P, Q), x.dtype)
+        buf = workspace("im2col.cols", C * kh * kw * PQ, x.dtype).reshape(C, kh, kw, 1, P, Q)
+        buf.fill(0)
         split_rows(lambda lo, hi: _fill_cols(x[:, lo:hi], buf[lo:hi], rows, cols, stride), C, buf.size)
         _split_channels(wmat, buf.reshape(G, CgRS, PQ), y[0], b3)
         return y.reshape(N, K, P, Q)

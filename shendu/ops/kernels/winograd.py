@@ -52,6 +52,7 @@ import scipy.linalg.blas as _blas
 
 from shendu.ops.kernels import winograd_numba as _wn
 from shendu.ops.kernels.parallel import num_threads, parallel_chunks, single_threaded_blas, split_rows
+from shendu.ops.kernels.workspace import workspace
 
 __all__ = [
     "poly_trim", "poly_mul", "poly_sub", "poly_divmod", "poly_gcd", "poly_ext_gcd", "poly_from_roots",
@@ -237,18 +238,20 @@ def _kron(m: int, dtype) -> tuple:
 
 
 # ------------------------------------------------------------------------------ the layer kernel
-def filter_transform(w, m: int, groups: int = 1) -> np.ndarray:
+def filter_transform(w, m: int, groups: int = 1, out: np.ndarray | None = None) -> np.ndarray:
     """``U = G g G^T`` of every (k, c) filter: ``(groups, alpha^2, K/groups, C/groups)``, so that
     ``U[g, xi]`` is group g's (Kg x Cg) filter matrix at transform position xi.
 
     One GEMM ``kron(G, G) (alpha^2 x 9) @ w^T (9 x K C/groups)`` per group writes it contiguously; the
     channel GEMMs read ``U[g, xi]`` transposed where they need ``(Cg x Kg)`` (BLAS takes either at the
     same speed). Measured on stage 4 (256 x 256 filters, one thread): 2.2 ms, against 5.0 ms for a
-    ``(C, K)`` layout, which needed one strided GEMM per input channel."""
+    ``(C, K)`` layout, which needed one strided GEMM per input channel. ``out``: a flat array of
+    ``alpha^2 K C/groups`` elements to write into (the layers pass a workspace)."""
     K, Cg = w.shape[:2]
     G, Kg = groups, K // groups
     _, _, KG = _kron(m, w.dtype)
-    U = np.empty((G, KG.shape[0], Kg * Cg), w.dtype)
+    shape = (G, KG.shape[0], Kg * Cg)
+    U = np.empty(shape, w.dtype) if out is None else out.reshape(shape)
     wv = w.reshape(G, Kg * Cg, 9)
 
     def filters(lo, hi):
@@ -257,6 +260,20 @@ def filter_transform(w, m: int, groups: int = 1) -> np.ndarray:
     with single_threaded_blas():  # memory-bound (U is 4x the weight for F(4x4)): every thread writes a share
         split_rows(filters, Kg * Cg, w.size + U.size)
     return U.reshape(G, KG.shape[0], Kg, Cg)
+
+
+def _filters(w, m: int, groups: int) -> np.ndarray:
+    """:func:`filter_transform` into the calling thread's workspace (a layer's transformed filters are
+    4x its weight for F(4x4): megabytes of fresh pages on every call otherwise)."""
+    return filter_transform(w, m, groups, out=workspace("winograd.U", (m + 2) ** 2 * w.shape[0] * w.shape[1],
+                                                        w.dtype))
+
+
+def _zeros(name: str, shape: tuple, dtype) -> np.ndarray:
+    """A zeroed workspace array (for a thread's partial sums)."""
+    out = workspace(name, math.prod(shape), dtype).reshape(shape)
+    out.fill(0)
+    return out
 
 
 def _tiles(x_shape, pads, m):
@@ -334,7 +351,7 @@ class _Buffers:
     so a few buffers serve every intermediate."""
 
     def __init__(self, dtype, **sizes):
-        self.flat = {k: np.empty(v, dtype) for k, v in sizes.items() if v}
+        self.flat = {k: workspace("winograd." + k, v, dtype) for k, v in sizes.items() if v}
         self.views = {}  # (name, shape) -> view: chunks repeat the same few shapes
 
     def get(self, name, shape):
@@ -380,7 +397,7 @@ def conv2d_numpy(x, w, pads=(0, 0, 0, 0), groups=1, m=4) -> np.ndarray:
     Hp, Wp = th * m + 2, tw * m + 2
     dt = x.dtype
     KB, KA, _ = _kron(m, dt)
-    UT = filter_transform(w, m, G).transpose(1, 0, 3, 2)  # (a2,G,Cg,Kg)
+    UT = _filters(w, m, G).transpose(1, 0, 3, 2)  # (a2,G,Cg,Kg)
     y = np.empty((N, K, P, Q), dt)
     T1 = th * tw
     nb = _chunk(N, C, K, T1, dt)
@@ -429,14 +446,14 @@ def conv2d_grads_numpy(gy, x, w, pads=(0, 0, 0, 0), groups=1, m=4, need_input=Tr
     dt = gy.dtype
     KB, KA, KG = _kron(m, dt)
     T1 = th * tw
-    U = filter_transform(w, m, G).transpose(1, 0, 2, 3) if need_input else None  # (a2,G,Kg,Cg)
+    U = _filters(w, m, G).transpose(1, 0, 2, 3) if need_input else None  # (a2,G,Kg,Cg)
     gx = np.empty(x_shape, dt) if need_input else None
     nb = _chunk(N, C, K, T1, dt)
 
     def scratch():
         big = a2 * nb * T1 * max(C, K)
         s = _Buffers(dt, a=big, b=big, GY=a2 * nb * T1 * K, xh=nb * Hp * Wp * C)
-        s.dU = np.zeros((a2, G, Cg, Kg), dt) if need_weight else None
+        s.dU = _zeros("winograd.dU", (a2, G, Cg, Kg), dt) if need_weight else None
         return s
 
     def run(s, lo, hi):
@@ -497,7 +514,7 @@ def _conv2d_numba(x, w, pads, groups, m, bias=None):
     Hp = th * m + 2
     dt = x.dtype
     AT, _, BT = matrices(m, 3, dt)
-    UT = filter_transform(w, m, G).transpose(0, 1, 3, 2)  # (G,a2,Cg,Kg)
+    UT = _filters(w, m, G).transpose(0, 1, 3, 2)  # (G,a2,Cg,Kg)
     y = np.empty((N, K, P, Q), dt)
     T1 = th * tw
     nb = _chunk(N, C, K, T1, dt)
@@ -563,7 +580,7 @@ def _conv2d_grads_numba(gy, x, w, pads, groups, m, need_input, need_weight, x_sh
     AT, _, BT = matrices(m, 3, dt)
     KGT = np.ascontiguousarray(_kron(m, dt)[2].T)  # (9, a2)
     T1 = th * tw
-    U = filter_transform(w, m, G) if need_input else None  # (G,a2,Kg,Cg)
+    U = _filters(w, m, G) if need_input else None  # (G,a2,Kg,Cg)
     gx = np.empty(x_shape, dt) if need_input else None
     nb = _chunk(N, C, K, T1, dt)
     cstep = max(1, min(Cg, (1 << 20) // (a2 * Kg * dt.itemsize)))  # input channels per dU block (~1 MB)
@@ -573,7 +590,7 @@ def _conv2d_grads_numba(gy, x, w, pads, groups, m, need_input, need_weight, x_sh
     def scratch():
         s = _Buffers(dt, a=max(xq_size, gyq_size), GY=a2 * nb * T1 * K, V=a2 * nb * T1 * C,
                      D=a2 * cstep * Kg if need_weight else 0)
-        s.gw = np.zeros((G, 9 * Cg * Kg), dt) if need_weight else None  # block c0:c1 at 9*c0*Kg, (9, c1-c0, Kg)
+        s.gw = _zeros("winograd.gw", (G, 9 * Cg * Kg), dt) if need_weight else None  # block c0:c1 at 9*c0*Kg, (9, c1-c0, Kg)
         return s
 
     def run(s, lo, hi):
