@@ -32,8 +32,8 @@ def interleaved_best(fns: dict, rounds: int, settle: float = SETTLE, burst: int 
     least ``burst`` of them and for at least ``burst_seconds``. The pause is for torch's OpenMP threads,
     which spin-wait after a parallel region and would otherwise take the cores from whatever runs next;
     the burst measures each library in its steady state, as in a training loop (the calls of the first
-    ~60 ms after a pause are slower for both: idle cores, caches and freed pages have to come back). Interleaving the rounds makes a busy machine penalise every
-    candidate alike.
+    ~60 ms after a pause are slower for both: idle cores, caches and freed pages have to come back).
+    Interleaving the rounds makes a busy machine penalise every candidate alike.
     """
     if warmup:
         for fn in fns.values():  # numba compilation, allocator, thread start-up

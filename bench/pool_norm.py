@@ -5,7 +5,8 @@ Rows: max and average pool 3x3/2 pad 1 and ReLU on (16, 64, 112, 112) (the ResNe
 (16, 64, 112, 112) and (64, 64, 28, 28), layer norm over 768 features on (32, 128, 768).
 Each row is timed forward only and forward + backward (backward with a fixed random cotangent), best
 of ``--repeat`` interleaved rounds (shendu, torch, shendu, ...; a 0.3 s pause, then at least 3
-back-to-back calls over 0.25 s, as in bench/conv.py); torch keeps its default thread count. ratio = shendu / torch (goal <= 1.25).
+back-to-back calls over 0.25 s, as in bench/conv.py); torch keeps its default thread count.
+ratio = shendu / torch (goal <= 1.25).
 Run: python bench/pool_norm.py [--repeat 5] [--quick]
 """
 

@@ -590,7 +590,8 @@ def _conv2d_grads_numba(gy, x, w, pads, groups, m, need_input, need_weight, x_sh
     def scratch():
         s = _Buffers(dt, a=max(xq_size, gyq_size), GY=a2 * nb * T1 * K, V=a2 * nb * T1 * C,
                      D=a2 * cstep * Kg if need_weight else 0)
-        s.gw = _zeros("winograd.gw", (G, 9 * Cg * Kg), dt) if need_weight else None  # block c0:c1 at 9*c0*Kg, (9, c1-c0, Kg)
+        # block c0:c1 of the partial sum at 9*c0*Kg, laid out (9, c1-c0, Kg)
+        s.gw = _zeros("winograd.gw", (G, 9 * Cg * Kg), dt) if need_weight else None
         return s
 
     def run(s, lo, hi):
