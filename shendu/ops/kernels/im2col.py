@@ -32,6 +32,7 @@ import math
 
 import numpy as np
 
+from shendu.ops.kernels import col2im_numba as _col2im_numba
 from shendu.ops.kernels.parallel import chunk_size, num_threads, parallel_chunks, single_threaded_blas, split_rows
 from shendu.ops.kernels.workspace import workspace
 
@@ -95,7 +96,11 @@ def _fill_cols(x, buf, rows, cols, stride):
 
 
 def _add_cols(dcols, gx, rows, cols, stride):
-    """col2im: add every shifted block of ``dcols`` (C, kh, kw, n, P, Q) back into ``gx`` (n, C, H, W)."""
+    """col2im: add every shifted block of ``dcols`` (C, kh, kw, n, P, Q) back into ``gx`` (n, C, H, W):
+    the compiled loop when numba is there (:mod:`shendu.ops.kernels.col2im_numba`), else NumPy's
+    strided adds below (the reference)."""
+    if _col2im_numba.add_cols(dcols, gx, rows, cols, stride):
+        return
     sh, sw = stride
     gxt = gx.transpose(1, 0, 2, 3)
     for u, p0, p1, i0 in rows:
