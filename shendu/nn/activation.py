@@ -17,7 +17,8 @@ __all__ = ["ReLU", "ReLU6", "LeakyReLU", "ELU", "SELU", "CELU", "GELU", "SiLU", 
 
 
 class _Inplace(Module):
-    """An activation with an ignored ``inplace`` flag, shown in the repr as torch shows it."""
+    """An activation with torch's ``inplace`` flag, shown in the repr as torch shows it. ReLU honours it
+    when no graph is recorded (inference: see :func:`shendu.functional.relu`); the others ignore it."""
 
     def __init__(self, inplace: bool = False):
         super().__init__()
@@ -37,7 +38,7 @@ class ReLU(_Inplace):
     """
 
     def forward(self, input):
-        return F.relu(input)
+        return F.relu(input, inplace=self.inplace)
 
 
 class ReLU6(_Inplace):

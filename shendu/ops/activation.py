@@ -3,8 +3,9 @@
 Every activation is a :class:`~shendu.autograd.function.Function` with an analytic backward that keeps
 the input's dtype. ``sigmoid`` and ``tanh`` live in :mod:`shendu.ops.elementwise`. Softmax and
 log-softmax subtract the maximum before exponentiating (``softmax(z) = softmax(z - max z)``), so
-``softmax([1000, 1001])`` is finite. ``inplace=`` arguments are accepted for PyTorch compatibility and
-ignored: shendu never overwrites an activation's input.
+``softmax([1000, 1001])`` is finite. ``inplace=`` arguments are accepted for PyTorch compatibility;
+``relu(x, inplace=True)`` writes into ``x`` when no graph is being recorded for it (``no_grad``, or ``x``
+not requiring grad: inference), the others never overwrite their input.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import math
 import numbers
 
 from shendu import backend
+from shendu.autograd import engine
 from shendu.autograd.function import Function
 from shendu.autograd.tensor import Tensor
 from shendu.backend import get_array_module
@@ -129,10 +131,10 @@ def _logsigmoid(xp, x):
     return y
 
 
-def _relu(xp, x):
+def _relu(xp, x, out=None):
     if _act_nb.accepts(x):  # one threaded pass; the NumPy line is the reference
-        return _act_nb.relu(x)
-    return xp.maximum(x, 0)
+        return _act_nb.relu(x, out)
+    return xp.maximum(x, 0, out=out)
 
 
 def _relu_grad(xp, x, y, gy):
@@ -169,12 +171,21 @@ LogSigmoid = _pointwise("LogSigmoid", _logsigmoid, lambda xp, x, y, gy: gy * sig
 def relu(input, inplace: bool = False) -> Tensor:
     """Rectified linear unit ``max(0, x)``; gradient ``1[x > 0]`` (0 at x = 0, as torch).
 
-    Shape: any. ``inplace`` is accepted and ignored.
+    Shape: any. ``inplace=True`` overwrites ``input`` and returns it when no graph is recorded for it
+    (under ``no_grad``, or ``input`` not requiring grad): inference saves a new array and a pass over
+    memory. Under autograd it computes a new tensor, as ``inplace=False``.
 
     >>> import shendu
     >>> shendu.relu(shendu.tensor([-1.0, 0.0, 2.0])).tolist()
     [0.0, 0.0, 2.0]
+    >>> x = shendu.tensor([-1.0, 3.0])
+    >>> shendu.relu(x, inplace=True) is x, x.tolist()
+    (True, [0.0, 3.0])
     """
+    if (inplace and isinstance(input, Tensor) and input.dtype.kind == "f" and input.data.flags.writeable
+            and not (engine.grad_mode.enabled and input.requires_grad)):
+        _relu(get_array_module(input.data), input.data, out=input.data)
+        return input
     return ReLU.apply(_float_input(input))
 
 

@@ -172,3 +172,20 @@ def test_maxout_over_conv_channels():
 def test_maxout_size_error():
     with pytest.raises(ShapeError, match="not a multiple of pieces=4"):
         F.maxout(shendu.zeros(2, 6), pieces=4)
+
+
+@pytest.mark.parametrize("shape", [(3, 5, 2), (4, 128, 160)])  # NumPy path and the compiled kernel
+def test_inplace_relu_writes_into_its_input_only_without_a_graph(shape):
+    x = rng.standard_normal(shape).astype(np.float32)
+    expected = torch.relu(torch.from_numpy(x)).numpy()
+    xs = shendu.tensor(x.copy())
+    with shendu.no_grad():
+        assert nn.ReLU(inplace=True)(xs) is xs  # inference: torch's semantics, no new array
+    np.testing.assert_array_equal(xs.data, expected)
+    xg = shendu.tensor(x.copy(), requires_grad=True)  # under autograd: a new tensor, the input untouched
+    yg = nn.ReLU(inplace=True)(xg)
+    assert yg is not xg
+    np.testing.assert_array_equal(xg.data, x)
+    np.testing.assert_array_equal(yg.data, expected)
+    xi = shendu.tensor(np.array([-2, 3]))  # integers: a new float tensor, as out of place
+    assert F.relu(xi, inplace=True).tolist() == [0.0, 3.0] and xi.tolist() == [-2, 3]

@@ -58,9 +58,11 @@ if AVAILABLE:
             out[i] = gy[i] if y[i] > zero else zero
 
 
-def relu(x: np.ndarray) -> np.ndarray:
-    """``max(x, 0)`` (NaN kept) as a new array of x's shape and dtype."""
-    out = np.empty_like(x)
+def relu(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """``max(x, 0)`` (NaN kept) as a new array of x's shape and dtype, or into ``out`` (C-contiguous, of
+    x's shape and dtype; x itself may be ``out``: each element is read before it is written)."""
+    if out is None:
+        out = np.empty_like(x)
     xf, of, zero = x.reshape(-1), out.reshape(-1), x.dtype.type(0)
     split_rows(lambda lo, hi: _relu(xf[lo:hi], of[lo:hi], zero), xf.shape[0], 2 * xf.size)
     return out
