@@ -86,7 +86,8 @@ if __name__ == "__main__":
             time.sleep(0.01)
 
         model, opt, callbacks, loader, val = setup()
+        before = signal.getsignal(signal.SIGINT)  # default_int_handler, or SIG_IGN under a background shell
         hist = shendu.train.fit(model, loader, None, optimizer=opt, epochs=10_000, out_dir=out_dir,
                                 callbacks=callbacks + [LambdaCallback(on_batch_end=ready)], progress=True, seed=1)
         print("RETURNED interrupted", hist.interrupted, "reason", hist.stop_reason, flush=True)
-        print("HANDLER RESTORED", signal.getsignal(signal.SIGINT) is signal.default_int_handler, flush=True)
+        print("HANDLER RESTORED", signal.getsignal(signal.SIGINT) is before, flush=True)
