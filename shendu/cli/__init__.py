@@ -326,8 +326,9 @@ RESUME_OPTIONS = ("epochs", "max_steps")
 
 
 def _resume_config(args) -> dict:
-    """The saved config of the run ``args.resume``, with ``--epochs`` / ``--max-steps`` applied (a longer
-    run follows the schedule of its new length from the step it stopped at); any other option is refused."""
+    """The saved config of the run ``args.resume``, with ``--epochs`` / ``--max-steps`` applied (a task run's
+    schedule follows its new length from the step it stopped at; a classifier with a cosine or one-cycle
+    schedule keeps its saved length, so it refuses a new ``--epochs``); any other option is refused."""
     cfg = _run_config(args.resume)
     given = {k: v for k, v in vars(args).items()
              if k in DEFAULTS and k not in ("task", "threads") and v is not None}
@@ -336,6 +337,11 @@ def _resume_config(args) -> dict:
         names = ", ".join(["--" + k.replace("_", "-") for k in other] + (["--config"] if args.config else []))
         raise SystemExit(f"shendu train --resume: {names} cannot change a run being resumed (only --epochs and "
                          f"--max-steps can); start a new run with --out instead")
+    if (cfg.get("task", "classify") == "classify" and "epochs" in given and given["epochs"] != cfg["epochs"]
+            and cfg.get("schedule") in ("cosine", "onecycle")):
+        # the checkpointed scheduler carries its length (T_max, total_steps): it cannot follow a new one
+        raise SystemExit(f"shendu train --resume: --epochs cannot change a run with the {cfg['schedule']} schedule "
+                         f"(its length is part of the saved scheduler); --max-steps can stop it earlier")
     return {**cfg, **given}
 
 

@@ -18,7 +18,7 @@ __all__ = ["ReLU", "ReLU6", "LeakyReLU", "ELU", "SELU", "CELU", "GELU", "SiLU", 
 
 class _Inplace(Module):
     """An activation with torch's ``inplace`` flag, shown in the repr as torch shows it. ReLU honours it
-    when no graph is recorded (inference: see :func:`shendu.functional.relu`); the others ignore it."""
+    under ``no_grad`` (inference: see :func:`shendu.functional.relu`); the others ignore it."""
 
     def __init__(self, inplace: bool = False):
         super().__init__()

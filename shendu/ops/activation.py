@@ -4,8 +4,8 @@ Every activation is a :class:`~shendu.autograd.function.Function` with an analyt
 the input's dtype. ``sigmoid`` and ``tanh`` live in :mod:`shendu.ops.elementwise`. Softmax and
 log-softmax subtract the maximum before exponentiating (``softmax(z) = softmax(z - max z)``), so
 ``softmax([1000, 1001])`` is finite. ``inplace=`` arguments are accepted for PyTorch compatibility;
-``relu(x, inplace=True)`` writes into ``x`` when no graph is being recorded for it (``no_grad``, or ``x``
-not requiring grad: inference), the others never overwrite their input.
+``relu(x, inplace=True)`` writes into ``x`` under ``no_grad`` (inference), the others never overwrite their
+input.
 """
 
 from __future__ import annotations
@@ -171,9 +171,9 @@ LogSigmoid = _pointwise("LogSigmoid", _logsigmoid, lambda xp, x, y, gy: gy * sig
 def relu(input, inplace: bool = False) -> Tensor:
     """Rectified linear unit ``max(0, x)``; gradient ``1[x > 0]`` (0 at x = 0, as torch).
 
-    Shape: any. ``inplace=True`` overwrites ``input`` and returns it when no graph is recorded for it
-    (under ``no_grad``, or ``input`` not requiring grad): inference saves a new array and a pass over
-    memory. Under autograd it computes a new tensor, as ``inplace=False``.
+    Shape: any. ``inplace=True`` overwrites ``input`` and returns it under ``no_grad`` (inference: no new
+    array). With autograd on it computes a new tensor, as ``inplace=False``: without torch's version
+    counters an overwritten array that some graph node saved would give wrong gradients silently.
 
     >>> import shendu
     >>> shendu.relu(shendu.tensor([-1.0, 0.0, 2.0])).tolist()
@@ -183,7 +183,7 @@ def relu(input, inplace: bool = False) -> Tensor:
     (True, [0.0, 3.0])
     """
     if (inplace and isinstance(input, Tensor) and input.dtype.kind == "f" and input.data.flags.writeable
-            and not (engine.grad_mode.enabled and input.requires_grad)):
+            and not engine.grad_mode.enabled):
         _relu(get_array_module(input.data), input.data, out=input.data)
         return input
     return ReLU.apply(_float_input(input))

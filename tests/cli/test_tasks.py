@@ -67,6 +67,14 @@ def test_resume_with_epochs_extends_the_run_and_refuses_other_changes(fake_task,
     assert len(fake_task) == 2  # the refused resume never reached the task
 
 
+def test_resume_refuses_a_new_length_for_a_classifier_whose_scheduler_saved_its_own(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps({"task": "classify", "epochs": 5, "schedule": "cosine"}))
+    with pytest.raises(SystemExit, match="--epochs cannot change a run with the cosine schedule"):
+        cli.main(["train", "--resume", str(run), "--epochs", "9"])
+
+
 def test_an_option_the_task_does_not_take_is_refused_before_anything_is_written(fake_task, tmp_path):
     run = tmp_path / "run"
     with pytest.raises(SystemExit, match="dataset do not apply; its options: epochs, lr, model"):

@@ -187,5 +187,8 @@ def test_inplace_relu_writes_into_its_input_only_without_a_graph(shape):
     assert yg is not xg
     np.testing.assert_array_equal(xg.data, x)
     np.testing.assert_array_equal(yg.data, expected)
+    xd = shendu.tensor(x.copy())  # autograd on, no grad needed: still a new tensor (x may be saved by a node)
+    assert nn.ReLU(inplace=True)(xd) is not xd
+    np.testing.assert_array_equal(xd.data, x)
     xi = shendu.tensor(np.array([-2, 3]))  # integers: a new float tensor, as out of place
     assert F.relu(xi, inplace=True).tolist() == [0.0, 3.0] and xi.tolist() == [-2, 3]

@@ -24,6 +24,8 @@ import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
+from shendu.ops.kernels import workspace
+
 __all__ = ["num_threads", "set_num_threads", "parallel_chunks", "chunk_size", "split_rows", "single_threaded_blas"]
 
 _state = {"threads": os.cpu_count() or 1, "pool": None, "blas": None, "pinned": None}
@@ -42,6 +44,7 @@ def set_num_threads(n: int) -> None:
         if _state["pool"] is not None:
             _state["pool"].shutdown(wait=False)
             _state["pool"] = None
+            workspace.clear()  # the old pool threads' workspaces would otherwise stay held
         if _state["threads"] == 1 and _state["pinned"]:  # BLAS gets its threads back
             for lib, count in _state["pinned"]:
                 lib.set_num_threads(count)
