@@ -179,7 +179,9 @@ def relu(input, inplace: bool = False) -> Tensor:
     >>> shendu.relu(shendu.tensor([-1.0, 0.0, 2.0])).tolist()
     [0.0, 0.0, 2.0]
     >>> x = shendu.tensor([-1.0, 3.0])
-    >>> shendu.relu(x, inplace=True) is x, x.tolist()
+    >>> with shendu.no_grad():
+    ...     y = shendu.relu(x, inplace=True)
+    >>> y is x, x.tolist()
     (True, [0.0, 3.0])
     """
     if (inplace and isinstance(input, Tensor) and input.dtype.kind == "f" and input.data.flags.writeable
