@@ -1,8 +1,9 @@
-"""Pooling, normalization and ReLU on ResNet-sized tensors: shendu vs PyTorch, measured in the same run.
+"""Pooling, normalization, ReLU and cross-entropy on network-sized tensors: shendu vs PyTorch, same run.
 
 Rows: max and average pool 3x3/2 pad 1 and ReLU on (16, 64, 112, 112) (the ResNet stem), max pool
 2x2/2 on (64, 64, 56, 56) (VGG / the Fashion-MNIST CNN), batch norm 2d in training mode on
-(16, 64, 112, 112) and (64, 64, 28, 28), layer norm over 768 features on (32, 128, 768).
+(16, 64, 112, 112) and (64, 64, 28, 28), layer norm over 768 features on (32, 128, 768), cross-entropy
+with class-index targets on FCN logits (32, 11, 128, 128) and on ImageNet-sized logits (256, 1000).
 Each row is timed forward only and forward + backward (backward with a fixed random cotangent), best
 of ``--repeat`` interleaved rounds (shendu, torch, shendu, ...; a 0.3 s pause, then at least 3
 back-to-back calls over 0.25 s, as in bench/conv.py); torch keeps its default thread count.
@@ -34,6 +35,9 @@ def _rows(scale: int):
     def ln(lib, fn, x, p):
         return fn.layer_norm(x, (768,), p["w"], p["b"])
 
+    def ce(lib, fn, x, p):
+        return fn.cross_entropy(x, p["target"])
+
     return [
         ("max_pool2d 3x3/2 pad 1", (16 // scale, 64, 112, 112), lambda lib, fn, x, p: fn.max_pool2d(x, 3, 2, 1), None),
         ("max_pool2d 2x2/2", (64 // scale, 64, 56, 56), lambda lib, fn, x, p: fn.max_pool2d(x, 2), None),
@@ -42,13 +46,18 @@ def _rows(scale: int):
         ("batch_norm2d train", (64 // scale, 64, 28, 28), bn, 64),
         ("relu", (16 // scale, 64, 112, 112), lambda lib, fn, x, p: fn.relu(x), None),
         ("layer_norm 768", (32 // scale, 128, 768), ln, 768),
+        ("cross_entropy", (32 // scale, 11, 128, 128), ce, "targets"),
+        ("cross_entropy", (256 // scale, 1000), ce, "targets"),
     ]
 
 
-def _params(lib, n, x_dtype):
+def _params(lib, n, x_dtype, shape):
     if n is None:
         return {}
     rng = np.random.default_rng(1)
+    if n == "targets":  # class indices for the logits of this shape (classes on dim 1)
+        t = rng.integers(0, shape[1], (shape[0],) + tuple(shape[2:]))
+        return {"target": torch.tensor(t) if lib is torch else shendu.tensor(t)}
     arr = {"w": rng.uniform(0.5, 2, n), "b": rng.standard_normal(n), "rm": np.zeros(n), "rv": np.ones(n)}
     out = {}
     for k, v in arr.items():
@@ -63,7 +72,7 @@ def _callables(lib, shape, op, n_params):
     rng = np.random.default_rng(0)
     x_np = rng.standard_normal(shape, dtype=np.float32)
     x = torch.tensor(x_np, requires_grad=True) if lib is torch else shendu.from_numpy(x_np).requires_grad_(True)
-    params = _params(lib, n_params, np.float32)
+    params = _params(lib, n_params, np.float32, shape)
 
     def fwd():
         if lib is torch:

@@ -27,6 +27,7 @@ from shendu.errors import ArgumentError, DTypeError, IndexOutOfRangeError, Shape
 from shendu.ops._util import as_tensor_arg, ensure_float
 from shendu.ops.activation import softplus_array
 from shendu.ops.elementwise import _special, sigmoid_array
+from shendu.ops.kernels import softmax as _softmax
 
 __all__ = [
     "cross_entropy", "nll_loss", "multi_margin_loss", "multiclass_hinge_loss", "svm_loss",
@@ -154,65 +155,113 @@ def _class_shape(weight, ndim):
 
 class CrossEntropy(Function):
     """Fused log-softmax + NLL over class dim 1. Per position the loss is ``-sum_c a_c log p_c`` with
-    ``a`` the (weighted, smoothed) target distribution, so the gradient is ``p * sum(a) - a``."""
+    ``a`` the (weighted, smoothed) target distribution, so the gradient is ``p * sum(a) - a``.
+
+    With class-index targets only ``lse = log sum_c exp(x_c)`` per position is kept for backward (not
+    log p), and ``log p_t = x_t - lse`` is read at the targets alone; the heavy passes over the (N, C, D)
+    logits go through :mod:`shendu.ops.kernels.softmax` (cache-sized chunks, reused scratch)."""
 
     def forward(ctx, x, t, *, weight, ignore_index, reduction, label_smoothing):
         xp = get_array_module(x)
         x, t, unbatched = _batched(x, t)
         C = x.shape[1]
         eps = label_smoothing
-        z = x - x.max(axis=1, keepdims=True)
-        logp = z - xp.log(xp.exp(z).sum(axis=1, keepdims=True))
         wc = _class_shape(weight, x.ndim) if weight is not None else None
         if t.dtype.kind == "f":  # probability targets: mean over positions, weights not normalised
+            z = x - x.max(axis=1, keepdims=True)
+            logp = z - xp.log(xp.exp(z).sum(axis=1, keepdims=True))
             a = t * (1 - eps) + eps / C if eps else t
             if wc is not None:
                 a = a * wc
             loss = -(a * logp).sum(axis=1)
             count = loss.size
             ctx.index = None
+            ctx.save_for_backward(logp, t)
         else:
-            ts, wt, valid = _gather_targets(xp, t, weight, ignore_index, x.dtype)
-            loss = -(wt * xp.take_along_axis(logp, ts[:, None], axis=1)[:, 0])
+            N = x.shape[0]
+            x3 = xp.ascontiguousarray(x).reshape(N, C, -1)
+            t2 = t.reshape(N, -1)
+            ignore = -1 if ignore_index is None else ignore_index  # targets are checked to be >= 0
+            lse = _logsumexp_classes(xp, x3)
+            picked = _softmax.nll_at_targets(x3, t2, lse, weight, ignore) if _softmax.accepts(x3) else None
+            if picked is not None:
+                loss, wt = picked
+            else:
+                ts, wt, _ = _gather_targets(xp, t2, weight, ignore, x.dtype)
+                loss = wt * (lse - x3.reshape(-1)[_target_positions(xp, ts, C)])
             if eps:  # torch: (1 - eps) * nll + eps / C * sum_c w_c * (-log p_c), both masked
-                smooth = -(logp * wc).sum(axis=1) if wc is not None else -logp.sum(axis=1)
-                loss = (1 - eps) * loss + (eps / C) * (smooth * valid)
+                w = weight if weight is not None else xp.ones(C, x.dtype)
+                smooth = lse * w.sum() - (x3 * w[:, None]).sum(axis=1)  # -sum_c w_c (x_c - lse)
+                loss = (1 - eps) * loss + (eps / C) * (smooth * (t2 != ignore))
+            loss = loss.reshape(t.shape)
             count = wt.sum()
-            ctx.index = (ts, wt, valid)
-        ctx.save_for_backward(logp, t)
-        ctx.opts = (wc, reduction, eps, count, unbatched)
+            ctx.index = (t2, wt, ignore)
+            ctx.save_for_backward(x3, lse)
+        ctx.opts = (wc, reduction, eps, count, unbatched, x.shape)
         out = _reduce(xp, loss, reduction, count)
         return out[0] if unbatched and reduction == "none" else out
 
     def backward(ctx, gy):
-        logp, t = ctx.saved
-        wc, reduction, eps, count, unbatched = ctx.opts
+        wc, reduction, eps, count, unbatched, x_shape = ctx.opts
         xp = get_array_module(gy)
-        C = logp.shape[1]
+        C = x_shape[1]
         g = _spread(gy[None] if unbatched and reduction == "none" else gy, reduction, count)
-        g = xp.expand_dims(g, 1) if g.ndim else g  # per position, broadcast over classes
-        p = xp.exp(logp)
-        gx = gt = None
+        gt = None
         if ctx.index is None:
+            logp, t = ctx.saved
+            g = xp.expand_dims(g, 1) if g.ndim else g  # per position, broadcast over classes
             a = t * (1 - eps) + eps / C if eps else t
             if wc is not None:
                 a = a * wc
-            gx = (p * a.sum(axis=1, keepdims=True) - a) * g
+            gx = (xp.exp(logp) * a.sum(axis=1, keepdims=True) - a) * g
             if ctx.needs_input_grad[1]:
                 gt = -(1 - eps) * logp * g if wc is None else -(1 - eps) * (logp * wc) * g
         else:
-            ts, wt, valid = ctx.index
-            w_sum = wc.sum() if wc is not None else C
-            mass = (1 - eps) * wt + (eps / C) * w_sum * valid  # sum_c a_c
-            gx = p * (xp.expand_dims(mass, 1) * g)
+            x3, lse = ctx.saved
+            t2, wt, ignore = ctx.index
+            g = g.reshape(lse.shape) if g.ndim else g  # per position (N, D), or one value
+            mass = (1 - eps) * wt  # sum_c a_c
             if eps:
-                gx -= ((eps / C) * (wc if wc is not None else 1)) * (xp.expand_dims(valid, 1) * g)
-            at_target = xp.take_along_axis(gx, ts[:, None], axis=1)
-            xp.put_along_axis(gx, ts[:, None], at_target - xp.expand_dims((1 - eps) * wt, 1) * g, axis=1)
+                valid = t2 != ignore
+                mass = mass + (eps / C) * (wc.sum() if wc is not None else C) * valid
+            gx = _softmax_classes(xp, x3, lse, xp.broadcast_to(mass * g, lse.shape).astype(x3.dtype, copy=False))
+            if eps:
+                w = wc.reshape(1, C, 1) if wc is not None else 1
+                gx -= ((eps / C) * w) * xp.expand_dims(valid * g, 1)
+            at_target = xp.broadcast_to((1 - eps) * wt * g, lse.shape).astype(x3.dtype, copy=False)
+            if not (_softmax.accepts(gx) and _softmax.subtract_at_targets(gx, t2, ignore, at_target)):
+                # ignored positions point at class 0 with weight 0; one target per position, so the
+                # flat indices are distinct and -= is a plain scatter
+                gx.reshape(-1)[_target_positions(xp, xp.where(t2 != ignore, t2, 0), C)] -= at_target
+            gx = gx.reshape(x_shape)
         if unbatched:
             gx = gx[0]
             gt = gt[0] if gt is not None else None
         return gx, gt
+
+
+def _logsumexp_classes(xp, x3):
+    """``log sum_c exp(x3[:, c])`` (N, D) of logits (N, C, D), shifted by the max for stability."""
+    if _softmax.accepts(x3):
+        return _softmax.logsumexp_classes(x3)
+    m = x3.max(axis=1)
+    return m + xp.log(xp.exp(x3 - m[:, None]).sum(axis=1))
+
+
+def _softmax_classes(xp, x3, lse, scale):
+    """``exp(x3 - lse) * scale`` per position: the probabilities, scaled (a new array)."""
+    if _softmax.accepts(x3, lse, scale):
+        return _softmax.softmax_classes(x3, lse, scale)
+    return xp.exp(x3 - lse[:, None]) * scale[:, None]
+
+
+def _target_positions(xp, ts, C):
+    """Flat indices into an (N, C, D) array of each position's target class ``ts`` (N, D)."""
+    N, D = ts.shape
+    flat = ts * D
+    flat += (xp.arange(N) * (C * D))[:, None]
+    flat += xp.arange(D)
+    return flat
 
 
 def cross_entropy(input, target, weight=None, size_average=None, ignore_index: int = -100, reduce=None,
