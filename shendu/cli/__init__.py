@@ -236,7 +236,8 @@ def build_run(cfg):
     model = models.get_model(cfg["model"], num_classes=len(classes), in_channels=channels)
     optimizer = _optimizer(cfg, model.parameters())
     scheduler = _schedule(cfg, optimizer, len(train_loader))
-    callbacks = [LRSchedulerCallback(scheduler, interval="step")] if scheduler is not None else []
+    # a resumed run given a new --epochs continues on the cosine of its new length
+    callbacks = [LRSchedulerCallback(scheduler, interval="step", follow_length=True)] if scheduler is not None else []
     loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg["label_smoothing"])
     norm = {"mean": mean, "std": std, "classes": classes, "size": size, "channels": channels}
     return model, train_loader, test_loader, loss_fn, optimizer, callbacks, norm
@@ -326,9 +327,9 @@ RESUME_OPTIONS = ("epochs", "max_steps")
 
 
 def _resume_config(args) -> dict:
-    """The saved config of the run ``args.resume``, with ``--epochs`` / ``--max-steps`` applied (a task run's
-    schedule follows its new length from the step it stopped at; a classifier with a cosine or one-cycle
-    schedule keeps its saved length, so it refuses a new ``--epochs``); any other option is refused."""
+    """The saved config of the run ``args.resume``, with ``--epochs`` / ``--max-steps`` applied (the cosine
+    schedule follows the new length from the step the run stopped at; a one-cycle schedule refuses a new
+    ``--epochs``); any other option is refused."""
     cfg = _run_config(args.resume)
     given = {k: v for k, v in vars(args).items()
              if k in DEFAULTS and k not in ("task", "threads") and v is not None}
@@ -338,10 +339,10 @@ def _resume_config(args) -> dict:
         raise SystemExit(f"shendu train --resume: {names} cannot change a run being resumed (only --epochs and "
                          f"--max-steps can); start a new run with --out instead")
     if (cfg.get("task", "classify") == "classify" and "epochs" in given and given["epochs"] != cfg["epochs"]
-            and cfg.get("schedule") in ("cosine", "onecycle")):
-        # the checkpointed scheduler carries its length (T_max, total_steps): it cannot follow a new one
-        raise SystemExit(f"shendu train --resume: --epochs cannot change a run with the {cfg['schedule']} schedule "
-                         f"(its length is part of the saved scheduler); --max-steps can stop it earlier")
+            and cfg.get("schedule") == "onecycle"):
+        # one cycle's phases (warm-up end, annealing) are fractions of its length: a new length is a new run
+        raise SystemExit("shendu train --resume: --epochs cannot change a run with the onecycle schedule "
+                         "(its phases are fractions of the run's length); --max-steps can stop it earlier")
     return {**cfg, **given}
 
 

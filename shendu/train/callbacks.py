@@ -146,12 +146,17 @@ class ModelCheckpoint(Callback):
 
 class LRSchedulerCallback(Callback):
     """Step ``scheduler`` after every optimizer step (``interval="step"``) or every epoch ("epoch").
-    ``ReduceLROnPlateau`` is stepped per epoch with ``logs[monitor]`` (``val_loss``, else ``loss``)."""
+    ``ReduceLROnPlateau`` is stepped per epoch with ``logs[monitor]`` (``val_loss``, else ``loss``).
 
-    def __init__(self, scheduler, interval: str = "epoch", monitor: str = "val_loss"):
+    ``follow_length=True``: when a run is resumed with a cosine schedule (``T_max``) longer or shorter
+    than the checkpoint's, the schedule takes the new ``T_max`` and the learning rate moves at once to
+    that cosine at the step reached (a warm restart when a finished run is lengthened), instead of the
+    saved length overriding the new one."""
+
+    def __init__(self, scheduler, interval: str = "epoch", monitor: str = "val_loss", follow_length: bool = False):
         if interval not in ("epoch", "step"):
             raise ArgumentError(f"LRSchedulerCallback: interval must be 'epoch' or 'step', got {interval!r}")
-        self.scheduler, self.monitor = scheduler, monitor
+        self.scheduler, self.monitor, self.follow_length = scheduler, monitor, follow_length
         self.plateau = type(scheduler).__name__ == "ReduceLROnPlateau"
         if self.plateau and interval == "step":
             raise ArgumentError("LRSchedulerCallback: ReduceLROnPlateau needs a metric and steps per epoch; "
@@ -174,7 +179,11 @@ class LRSchedulerCallback(Callback):
         return self.scheduler.state_dict()
 
     def load_state_dict(self, state: dict) -> None:
+        length = getattr(self.scheduler, "T_max", None)
         self.scheduler.load_state_dict(state)
+        if self.follow_length and length is not None and self.scheduler.T_max != length:
+            self.scheduler.T_max = length
+            self.scheduler.step(self.scheduler.last_epoch)  # the closed form at the step reached
 
 
 def _nonfinite(out) -> bool:

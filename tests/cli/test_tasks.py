@@ -67,12 +67,24 @@ def test_resume_with_epochs_extends_the_run_and_refuses_other_changes(fake_task,
     assert len(fake_task) == 2  # the refused resume never reached the task
 
 
-def test_resume_refuses_a_new_length_for_a_classifier_whose_scheduler_saved_its_own(tmp_path):
+def test_resume_refuses_a_new_length_for_a_one_cycle_classifier(tmp_path):
     run = tmp_path / "run"
     run.mkdir()
-    (run / "config.json").write_text(json.dumps({"task": "classify", "epochs": 5, "schedule": "cosine"}))
-    with pytest.raises(SystemExit, match="--epochs cannot change a run with the cosine schedule"):
+    (run / "config.json").write_text(json.dumps({"task": "classify", "epochs": 5, "schedule": "onecycle"}))
+    with pytest.raises(SystemExit, match="--epochs cannot change a run with the onecycle schedule"):
         cli.main(["train", "--resume", str(run), "--epochs", "9"])
+
+
+def test_a_cosine_classifier_resumed_with_more_epochs_anneals_to_its_new_end(tmp_path):
+    run = tmp_path / "run"
+    assert cli.main(["train", "--dataset", "digits", "--epochs", "1", "--schedule", "cosine", "--batch-size", "256",
+                     "--out", str(run)]) == 0
+    assert cli.main(["train", "--resume", str(run), "--epochs", "3"]) == 0
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [1, 2, 3]
+    assert rows[0]["lr"] == pytest.approx(0.0, abs=1e-9)  # the 1-epoch schedule ended at 0
+    assert rows[1]["lr"] == pytest.approx(0.001 * 0.25, rel=1e-6)  # 3-epoch cosine at 2/3: (1 + cos(2 pi / 3)) / 2
+    assert rows[2]["lr"] == pytest.approx(0.0, abs=1e-9)
 
 
 def test_an_option_the_task_does_not_take_is_refused_before_anything_is_written(fake_task, tmp_path):

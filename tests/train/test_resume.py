@@ -12,6 +12,7 @@ import pytest
 
 import shendu
 from shendu import io
+from shendu.train import LRSchedulerCallback
 from tests.train import helpers
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -66,3 +67,32 @@ def test_checkpoint_holds_everything(tmp_path):
     assert set(tree["rng"]) == {"shendu", "numpy", "python"}
     assert any(k.endswith("LRSchedulerCallback") for k in tree["callbacks"])
     assert sorted(os.listdir(tmp_path / "checkpoints")) == ["last"]
+
+
+def _cosine_callback(T_max, follow_length, lr=0.1):
+    from shendu import nn, optim
+    from shendu.optim.lr_scheduler import CosineAnnealingLR
+
+    opt = optim.SGD(nn.Linear(2, 1).parameters(), lr=lr)
+    return LRSchedulerCallback(CosineAnnealingLR(opt, T_max=T_max), "step", follow_length=follow_length)
+
+
+def test_a_resumed_cosine_schedule_follows_its_new_length():
+    import math
+
+    done = _cosine_callback(10, True)
+    for _ in range(10):  # the whole 10-step schedule: lr reaches 0
+        done.scheduler.optimizer.step()
+        done.on_batch_end(None, {})
+    assert done.scheduler.get_last_lr()[0] == pytest.approx(0.0, abs=1e-12)
+    longer = _cosine_callback(20, True)
+    longer.load_state_dict(done.state_dict())
+    assert longer.scheduler.T_max == 20 and longer.scheduler.last_epoch == 10
+    for t in range(10, 21):  # on the 20-step cosine from step 10: lr0 / 2 (a warm restart) down to 0
+        lr = longer.scheduler.optimizer.param_groups[0]["lr"]
+        assert lr == pytest.approx(0.05 * (1 + math.cos(math.pi * t / 20)))
+        longer.scheduler.optimizer.step()
+        longer.on_batch_end(None, {})
+    kept = _cosine_callback(20, False)  # default: the checkpoint's length wins, as torch's load_state_dict
+    kept.load_state_dict(done.state_dict())
+    assert kept.scheduler.T_max == 10
