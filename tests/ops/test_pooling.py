@@ -65,6 +65,24 @@ def test_2x2_kernels_match_the_reference(H, W):
     np.testing.assert_array_equal(got, K.scatter_planes(g, i_ref, H * W).reshape(5, H, W))
 
 
+@pytest.mark.parametrize("H, W, pad, ceil", [(9, 8, 1, False), (9, 8, 0, False), (8, 9, 1, True), (7, 7, 0, True),
+                                            (2, 2, 1, False), (1, 5, 1, False), (3, 3, 0, False), (112, 112, 1, False)])
+def test_3x3_stride_2_kernel_matches_the_reference(H, W, pad, ceil):
+    """The ResNet-stem 3x3/2 kernel: edges, padding 0/1, ceil mode, ties at 0 and NaN (the last NaN wins)."""
+    rng = np.random.default_rng(3)
+    x = np.maximum(rng.standard_normal((4, H, W)), 0).astype(np.float32)
+    x[0, 0, -1] = np.nan
+    x[1, -1, 0] = x[1, -1, -1] = np.nan
+    win = ((3, 3), (2, 2), (pad, pad), (1, 1))
+    out = tuple(K.out_size(L, 3, 2, pad, 1, ceil) for L in (H, W))
+    y, idx = K.max_pool2d_forward(x, *win, out)
+    y_ref, i_ref = K.max_pool2d_numpy(x, *win, out)
+    np.testing.assert_array_equal(y, y_ref)
+    np.testing.assert_array_equal(idx, i_ref)
+    _, ti = torch.nn.functional.max_pool2d(torch.from_numpy(x)[None], 3, 2, pad, 1, ceil, True)
+    np.testing.assert_array_equal(idx, ti[0].numpy())
+
+
 @pytest.mark.parametrize("geom", [
     ((9, 8), (3, 3), (2, 2), (1, 1), False, True, None), ((9, 8), (3, 2), (1, 2), (1, 0), True, False, None),
     ((7, 7), (2, 2), (2, 2), (0, 0), True, True, None), ((6, 5), (3, 3), (3, 3), (1, 1), True, False, None),

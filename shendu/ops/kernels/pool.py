@@ -10,7 +10,9 @@ Max pooling has two implementations that give identical results:
 - the NumPy reference (a loop over the ``kh * kw`` kernel offsets on strided views, a running
   max/argmax, ``bincount`` scatter for backward, and a reshape fast path for ``k == stride``);
 - a numba kernel (one pass, planes split over the cores by shendu's kernel pool), used when numba is importable because
-  NumPy's offset loop costs ~9 full passes for a 3x3 window and cannot get close to torch.
+  NumPy's offset loop costs ~9 full passes for a 3x3 window and cannot get close to torch. The two windows
+  networks use most have their own kernels whose inner loop has no bounds checks: 2x2/2 (VGG, LeNet) and
+  3x3/2 with padding 0 or 1 (ResNet's stem: 64 x 112 x 112 planes, 6.2 -> 4.8 ms on one thread).
   Set ``USE_NUMBA = False`` to force the reference (the tests compare both).
 """
 
@@ -148,6 +150,52 @@ if numba is not None:
                     ir[j] = bi
 
     @numba.njit(cache=True, nogil=True)
+    def _max_pool3x3s2_numba(x, ph, pw, y, idx, lo, hi):  # pragma: no cover - compiled
+        # the 3x3/2 window of ResNet's stem (padding 0 or 1): rows outside the image are skipped per
+        # output row, and the columns whose three taps are all inside run branch-free over j, so that
+        # loop vectorizes; the taps are compared in the general kernel's order (row by row, left to
+        # right, first maximum wins, NaN propagates), so the results are the same
+        P, H, W = x.shape
+        OH, OW = y.shape[1], y.shape[2]
+        j0 = (pw + 1) // 2  # first output column whose window starts inside the image
+        j1 = max(j0, min(OW, (W - 3 + pw) // 2 + 1))  # past the last one whose window ends inside
+        for p in range(lo, hi):
+            for i in range(OH):
+                yr = y[p, i]
+                ir = idx[p, i]
+                for j in range(OW):
+                    yr[j] = -np.inf
+                    ir[j] = -1
+                for u in range(3):
+                    h = 2 * i - ph + u
+                    if h < 0 or h >= H:
+                        continue
+                    r = x[p, h]
+                    base = h * W
+                    for j in range(j0, j1):
+                        w = 2 * j - pw
+                        best = yr[j]
+                        bi = ir[j]
+                        for v in range(3):
+                            val = r[w + v]
+                            t = (val > best) | (val != val)
+                            best = val if t else best
+                            bi = base + w + v if t else bi
+                        yr[j] = best
+                        ir[j] = bi
+                    for e in range(j0 + OW - j1):  # the edge windows (j < j0, j >= j1): bounds-checked
+                        j = e if e < j0 else j1 + e - j0
+                        w0 = 2 * j - pw
+                        for v in range(3):
+                            w = w0 + v
+                            if w < 0 or w >= W:
+                                continue
+                            val = r[w]
+                            if val > yr[j] or val != val:
+                                yr[j] = val
+                                ir[j] = base + w
+
+    @numba.njit(cache=True, nogil=True)
     def _unpool2x2_numba(g, idx, zero, out, lo, hi):  # pragma: no cover - compiled
         # backward of the 2x2/2 window: every input pixel is written once (its window's gradient or
         # 0), so no zero-filled buffer and no scatter
@@ -195,6 +243,8 @@ def max_pool2d_forward(x, k, s, p, d, out):
         idx = np.empty(y.shape, np.int64)
         if _is_2x2(k, s, p, d, out, *x.shape[1:]):
             split_rows(lambda lo, hi: _max_pool2x2_numba(x, y, idx, lo, hi), x.shape[0], x.size)
+        elif tuple(k) == (3, 3) and tuple(s) == (2, 2) and tuple(d) == (1, 1) and max(p) <= 1:
+            split_rows(lambda lo, hi: _max_pool3x3s2_numba(x, *p, y, idx, lo, hi), x.shape[0], x.size)
         else:
             split_rows(lambda lo, hi: _max_pool2d_numba(x, *k, *s, *p, *d, y, idx, lo, hi), x.shape[0], x.size)
         return y, idx
