@@ -190,8 +190,8 @@ class CrossEntropy(Function):
                 ts, wt, _ = _gather_targets(xp, t2, weight, ignore, x.dtype)
                 loss = wt * (lse - x3.reshape(-1)[_target_positions(xp, ts, C)])
             if eps:  # torch: (1 - eps) * nll + eps / C * sum_c w_c * (-log p_c), both masked
-                w = weight if weight is not None else xp.ones(C, x.dtype)
-                smooth = lse * w.sum() - (x3 * w[:, None]).sum(axis=1)  # -sum_c w_c (x_c - lse)
+                w = weight[:, None] if weight is not None else 1
+                smooth = (w * (lse[:, None] - x3)).sum(axis=1)  # -sum_c w_c log p_c
                 loss = (1 - eps) * loss + (eps / C) * (smooth * (t2 != ignore))
             loss = loss.reshape(t.shape)
             count = wt.sum()
@@ -224,11 +224,11 @@ class CrossEntropy(Function):
             if eps:
                 valid = t2 != ignore
                 mass = mass + (eps / C) * (wc.sum() if wc is not None else C) * valid
-            gx = _softmax_classes(xp, x3, lse, xp.broadcast_to(mass * g, lse.shape).astype(x3.dtype, copy=False))
+            gx = _softmax_classes(xp, x3, lse, (mass * g).astype(x3.dtype, copy=False))
             if eps:
                 w = wc.reshape(1, C, 1) if wc is not None else 1
                 gx -= ((eps / C) * w) * xp.expand_dims(valid * g, 1)
-            at_target = xp.broadcast_to((1 - eps) * wt * g, lse.shape).astype(x3.dtype, copy=False)
+            at_target = ((1 - eps) * wt * g).astype(x3.dtype, copy=False)
             if not (_softmax.accepts(gx) and _softmax.subtract_at_targets(gx, t2, ignore, at_target)):
                 # ignored positions point at class 0 with weight 0; one target per position, so the
                 # flat indices are distinct and -= is a plain scatter
