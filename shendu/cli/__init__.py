@@ -328,8 +328,8 @@ RESUME_OPTIONS = ("epochs", "max_steps")
 
 def _resume_config(args) -> dict:
     """The saved config of the run ``args.resume``, with ``--epochs`` / ``--max-steps`` applied (the cosine
-    schedule follows the new length from the step the run stopped at; a one-cycle schedule refuses a new
-    ``--epochs``); any other option is refused."""
+    schedule follows the new length from the step the run stopped at, the step schedule keeps its saved
+    decay steps, a one-cycle schedule refuses a new ``--epochs``); any other option is refused."""
     cfg = _run_config(args.resume)
     given = {k: v for k, v in vars(args).items()
              if k in DEFAULTS and k not in ("task", "threads") and v is not None}
