@@ -147,7 +147,8 @@ def estimate_costs(x_shape, w_shape, g: Geometry, threads: int = 1) -> dict:
     does not matter) plus small complex GEMMs per frequency. direct is the reference, never chosen
     (depthwise convolutions run as im2col's per-group GEMMs, measured faster than its multiply-adds).
     ``threads`` matters for a single image only (batches give every thread its own images): im2col
-    then splits its column fill and GEMM over the threads, Winograd only its GEMMs and filter transform.
+    then splits its column fill and GEMM over the threads, Winograd only its GEMMs and filter transform
+    (which, for a small image of a deep layer, are narrow: few tiles per GEMM).
 
     >>> g = Geometry(stride=(1, 1), pads=(1, 1, 1, 1), dilation=(1, 1), groups=1)
     >>> sorted(estimate_costs((16, 64, 56, 56), (64, 64, 3, 3), g))
@@ -169,7 +170,8 @@ def estimate_costs(x_shape, w_shape, g: Geometry, threads: int = 1) -> dict:
         for name, m in (("winograd", 4), ("winograd2x2", 2)):
             tiles = N * -(-P // m) * -(-Q // m)
             a2 = (m + 2) ** 2
-            channel_gemms = 3 * _gemm_seconds(2.0 * a2 * tiles * K * Cg, min(Kg, Cg))
+            # (tiles x Cg) @ (Cg x Kg) per transform position: a small image's few tiles make a narrow GEMM
+            channel_gemms = 3 * _gemm_seconds(2.0 * a2 * tiles * K * Cg, min(Kg, Cg, tiles))
             transforms = 3 * tiles * a2 * (C + K) * _TILE_ELEM
             filters = 3 * a2 * K * Cg * _FILTER_ELEM  # per call, whatever the batch: dominates at batch 1
             costs[name] = _CALL + (channel_gemms + filters) / shared + transforms

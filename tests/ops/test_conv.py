@@ -108,6 +108,8 @@ def test_conv_transpose_is_the_adjoint_of_conv(alg):
     ((8, 3, 64, 64), (16, 3, 7, 7), dict(stride=2, padding=3), "im2col"),
     # batch 1 of a deep layer: Winograd's per-call filter transform (4x the weight) costs more than it saves
     ((1, 512, 7, 7), (512, 512, 3, 3), dict(padding=1), "im2col"),
+    # batch 1 at 14x14: F(4x4)'s 16 tiles make narrow channel GEMMs (measured 6.8 ms against im2col's 3.4)
+    ((1, 256, 14, 14), (256, 256, 3, 3), dict(padding=1), "winograd2x2"),
 ])
 def test_auto_choice_is_reported(x_shape, w_shape, kw, expected):
     x = np.zeros(x_shape, np.float32)
@@ -189,9 +191,10 @@ def test_threads_and_chunk_boundaries(alg, monkeypatch):
 @pytest.mark.parametrize("batch", [1, 5])
 def test_threads_and_fused_bias_match_torch(alg, w_shape, kw, batch, monkeypatch):
     """On 2 threads, with the bias added inside the kernels' chunks: batch 1 (the GEMM split by output
-    channels, see im2col._split_channels) and a batch of 5 in chunks of 2 (both im2col layouts: the 11x9
-    map is image-major once _MIN_COLUMNS is lowered) = torch."""
+    pixels or by output channels, see im2col._split_gemm) and a batch of 5 in chunks of 2 (both im2col
+    layouts: the 11x9 map is image-major once _MIN_COLUMNS is lowered) = torch."""
     monkeypatch.setattr(im2col, "_CHUNK_BYTES", 1)
+    monkeypatch.setattr(parallel, "MIN_SPLIT_ELEMENTS", 0)  # split even these small arrays
     monkeypatch.setattr(winograd, "_chunk", lambda N, *a: 2)
     x = RNG.standard_normal((batch, 4, 11, 9)).astype(np.float32)
     w = RNG.standard_normal(w_shape).astype(np.float32)
@@ -200,8 +203,9 @@ def test_threads_and_fused_bias_match_torch(alg, w_shape, kw, batch, monkeypatch
     before = parallel.num_threads()
     try:
         parallel.set_num_threads(2)
-        for min_columns in (1, 10 ** 6):  # image-major, channel-major
+        for min_columns, split_columns in ((1, 1), (10 ** 6, 10 ** 6)):  # image-major / by pixels, channel-major / by channels
             monkeypatch.setattr(im2col, "_MIN_COLUMNS", min_columns)
+            monkeypatch.setattr(im2col, "_MIN_SPLIT_COLUMNS", split_columns)
             got = shendu.conv2d(x, w, b, algorithm=alg, **kw).numpy()
             np.testing.assert_allclose(got, want, rtol=1e-4, atol=2e-4)
     finally:
