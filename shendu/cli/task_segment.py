@@ -14,6 +14,14 @@ time per image. The run folder gets ``metrics.jsonl`` (one row per epoch), ``con
 ``checkpoints/last`` and ``checkpoints/best`` (highest test mIoU; the figures to report are the last
 epoch's, which select nothing on the test set), ``segmentation.png`` (test images / truth / prediction) and
 ``curves.png``. ``--resume`` continues after the last finished epoch with the same schedule.
+
+With ``pretrain_epochs`` > 0 the backbone is first trained as an item classifier
+(:class:`~shendu.vision.segmentation.SceneClassifier`: global average pooling + linear) on canvases holding
+one item of the same scale range (side: ``scale_max`` rounded up to a multiple of 32), with the same
+batch size, learning rate, warm-up + cosine schedule and flips; the segmentation training then starts from
+that backbone with a fresh optimizer, as the FCN paper fine-tunes a classifier. Each pretraining epoch's
+test accuracy (items of the *test* split) goes to ``pretrain.jsonl``, the classifier to
+``checkpoints/pretrained``. A run stopped during the pretraining starts it over on ``--resume``.
 """
 
 from __future__ import annotations
@@ -50,6 +58,8 @@ DEFAULTS = {
     "patches_per_scene": 32,   # sliding: training windows drawn per scene
     "sliding_test_scenes": 20,
     "model_options": {},       # keyword arguments of the model, e.g. {"widths": [32, 64, 128, 192, 256]}
+    "pretrain_epochs": 0,      # first train the backbone to classify single items (not for sliding)
+    "pretrain_steps_per_epoch": None,  # default: one pass over train_scenes single-item canvases
 }
 
 MODELS = ("fcn32s", "fcn16s", "fcn8s", "unpool", "nearest", "nails", "sliding")
@@ -89,6 +99,66 @@ def _lr_at(cfg: dict, step: int, total: int) -> float:
     if step < warm:
         return cfg["lr"] * (step + 1) / warm
     return cfg["lr"] * 0.5 * (1 + np.cos(np.pi * min(1.0, (step - warm) / max(1, total - warm))))
+
+
+def _random_flips(rng: np.random.Generator, images: np.ndarray, masks: np.ndarray | None = None) -> tuple:
+    """Each image (and its mask) mirrored left-right with probability 1/2."""
+    flip = rng.random(len(images)) < 0.5
+    images = np.ascontiguousarray(np.where(flip[:, None, None, None], images[..., ::-1], images))
+    if masks is not None:
+        masks = np.ascontiguousarray(np.where(flip[:, None, None], masks[..., ::-1], masks))
+    return images, masks
+
+
+def _pretrain(model, cfg: dict, run_dir: str, checkpoint: str) -> None:
+    """Train ``model.backbone`` as an item classifier on single-item canvases (see the module doc)."""
+    import shendu
+    import shendu.functional as F
+    from shendu import optim
+    from shendu.data.datasets.scenes import FashionScenes
+    from shendu.train import save_checkpoint
+    from shendu.vision.segmentation import SceneClassifier
+
+    size = -(-cfg["scale_max"] // 32) * 32
+    items = {split: FashionScenes(split, size=size, seed=cfg["seed"], root=cfg["data_root"], length=length,
+                                  single_object=True, scale=(cfg["scale_min"], cfg["scale_max"]))
+             for split, length in (("train", cfg["train_scenes"]), ("test", cfg["test_scenes"]))}
+    classifier = SceneClassifier(len(items["train"].classes) - 1, backbone=model.backbone)  # no background class
+    optimizer = optim.Adam(classifier.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
+    steps_per_epoch = cfg["pretrain_steps_per_epoch"] or max(1, len(items["train"]) // cfg["batch_size"])
+    total = cfg["pretrain_epochs"] * steps_per_epoch
+    print(f"shendu train: pretraining the backbone to classify single items on {size}px canvases, "
+          f"{cfg['pretrain_epochs']} epochs x {steps_per_epoch} steps")
+    step = 0
+    for epoch in range(1, cfg["pretrain_epochs"] + 1):
+        rng = np.random.default_rng([cfg["seed"], epoch, 1])
+        order = rng.permutation(len(items["train"]))
+        classifier.train()
+        t0, loss_sum = time.time(), 0.0
+        for b in range(steps_per_epoch):
+            batch = items["train"].generate(order[b * cfg["batch_size"]:(b + 1) * cfg["batch_size"]])
+            images = _random_flips(rng, batch["images"])[0] if cfg["flip"] else batch["images"]
+            for group in optimizer.param_groups:
+                group["lr"] = _lr_at(cfg, step, total)
+            loss = F.cross_entropy(classifier(shendu.tensor(images)), shendu.tensor(batch["labels"][:, 0] - 1))
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            loss_sum, step = loss_sum + float(loss.item()), step + 1
+        classifier.eval()
+        correct = 0
+        with shendu.no_grad():
+            for start in range(0, len(items["test"]), 100):
+                batch = items["test"].generate(np.arange(start, min(start + 100, len(items["test"]))))
+                correct += int((classifier(shendu.tensor(batch["images"])).data.argmax(1)
+                                == batch["labels"][:, 0] - 1).sum())
+        row = {"epoch": epoch, "step": step, "loss": loss_sum / steps_per_epoch, "time": round(time.time() - t0, 1),
+               "test_accuracy": correct / len(items["test"])}
+        with open(os.path.join(run_dir, "pretrain.jsonl"), "a", encoding="utf-8") as f:
+            f.write(json.dumps(row) + "\n")
+        print(f"pretrain epoch {epoch}/{cfg['pretrain_epochs']}: loss {row['loss']:.4f}, "
+              f"test accuracy {row['test_accuracy']:.4f} ({len(items['test'])} items), {row['time']:.0f}s")
+    save_checkpoint(checkpoint, classifier, epoch=cfg["pretrain_epochs"], step=step, config=cfg)
 
 
 def _loss(model, cfg, images: np.ndarray, masks: np.ndarray, rng: np.random.Generator):
@@ -188,21 +258,32 @@ def train(cfg: dict, run_dir: str, resume: bool) -> int:
 
     cfg = {**DEFAULTS, **cfg}
     ckpt_dir = os.path.join(run_dir, "checkpoints")
+    pretrained = os.path.join(ckpt_dir, "pretrained")
+    has = {name: os.path.exists(os.path.join(ckpt_dir, name, "state.json")) for name in ("last", "pretrained")}
     if resume:
-        state = os.path.join(ckpt_dir, "last", "state.json")
-        if not os.path.exists(state):
+        if not any(has.values()):
             raise SystemExit(f"shendu train --task segment: nothing to resume in {run_dir!r} (no checkpoints/last)")
-        with open(state, encoding="utf-8") as f:
+        with open(os.path.join(ckpt_dir, "last" if has["last"] else "pretrained", "state.json"), encoding="utf-8") as f:
             saved = json.load(f)["config"]
         # The run keeps its saved settings; only epochs / max_steps (given to --resume) change its length.
-        cfg = {**saved, **{k: cfg[k] for k in ("epochs", "max_steps")}}
+        cfg = {**DEFAULTS, **saved, **{k: cfg[k] for k in ("epochs", "max_steps")}}
     shendu.manual_seed(cfg["seed"])
     train_set = _scenes(cfg, "train", cfg["train_scenes"])
     test_set = _scenes(cfg, "test", cfg["test_scenes"])
     classes = list(train_set.classes)
     cfg["classes"], cfg["task"] = classes, "segment"
     model = _build(cfg, len(classes))
+    if cfg["pretrain_epochs"] and not hasattr(model, "backbone"):
+        raise SystemExit(f"shendu train --task segment: pretrain_epochs needs a model built on the scene backbone "
+                         f"({', '.join(m for m in MODELS if m != 'sliding')}), not {cfg['model']}")
     os.makedirs(run_dir, exist_ok=True)  # only once the settings are known to work: a refused run leaves nothing
+    if cfg["pretrain_epochs"] and not (resume and has["last"]):
+        if resume and has["pretrained"]:  # stopped after the pretraining, before the first segmentation epoch
+            weights = load_checkpoint(pretrained, restore_rng=False)["model"]
+            model.backbone.load_state_dict({k[len("backbone."):]: v for k, v in weights.items()
+                                            if k.startswith("backbone.")})
+        else:
+            _pretrain(model, cfg, run_dir, pretrained)
     optimizer = optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg["lr"],
                            weight_decay=cfg["weight_decay"])
     steps_per_epoch = cfg["steps_per_epoch"] or max(1, len(train_set) // cfg["batch_size"])
@@ -211,7 +292,7 @@ def train(cfg: dict, run_dir: str, resume: bool) -> int:
         total = min(total, int(cfg["max_steps"]))
     test_limit = cfg["sliding_test_scenes"] if cfg["model"] == "sliding" else None
     epoch, step, history, best = 0, 0, [], -1.0
-    if resume:
+    if resume and has["last"]:
         tree = load_checkpoint(os.path.join(ckpt_dir, "last"), model, optimizer)
         epoch, step = tree["epoch"], tree["step"]
         history = (tree.get("extra") or {}).get("history", [])
@@ -233,9 +314,7 @@ def train(cfg: dict, run_dir: str, resume: bool) -> int:
             batch = train_set.generate(order[b * cfg["batch_size"]:(b + 1) * cfg["batch_size"]])
             images, masks = batch["images"], batch["masks"]
             if cfg["flip"]:
-                flip = rng.random(len(images)) < 0.5
-                images = np.ascontiguousarray(np.where(flip[:, None, None, None], images[..., ::-1], images))
-                masks = np.ascontiguousarray(np.where(flip[:, None, None], masks[..., ::-1], masks))
+                images, masks = _random_flips(rng, images, masks)
             for group in optimizer.param_groups:
                 group["lr"] = _lr_at(cfg, step, total)
             loss = _loss(model, cfg, images, masks, rng)

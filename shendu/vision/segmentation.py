@@ -32,7 +32,7 @@ from shendu import nn
 from shendu.autograd.engine import no_grad
 from shendu.errors import ArgumentError, ShapeError, fmt_shape
 
-__all__ = ["bilinear_kernel", "BilinearUpsample", "SceneBackbone", "FCN", "EncoderDecoder", "SlidingWindowClassifier",
+__all__ = ["bilinear_kernel", "BilinearUpsample", "SceneBackbone", "SceneClassifier", "FCN", "EncoderDecoder", "SlidingWindowClassifier",
            "fcn32s", "fcn16s", "fcn8s", "unpool_segnet", "nearest_segnet", "nails_segnet", "sliding_window",
            "SEGMENTATION_MODELS", "segmentation_model", "extract_patches", "stride_limited_masks"]
 
@@ -174,6 +174,30 @@ class SceneBackbone(nn.Module):
                 x = F.max_pool2d(x, 2)
             pools.append(x)
         return (pools, indices, sizes) if return_indices else pools
+
+
+class SceneClassifier(nn.Module):
+    """Item classifier on a :class:`SceneBackbone`: global average pooling of pool5, then one linear layer.
+
+    It pretrains the backbone of an :class:`FCN` or :class:`EncoderDecoder` (pass theirs as ``backbone``:
+    the two models then share it), as the FCN paper starts from a VGG16 trained to classify ImageNet.
+    Shapes: ``(N, C_in, H, W) -> (N, num_classes)`` logits, H and W multiples of 32.
+
+    >>> fcn = FCN(num_classes=11)
+    >>> clf = SceneClassifier(num_classes=10, backbone=fcn.backbone)
+    >>> clf(shendu.randn(2, 1, 64, 64)).shape, clf.backbone is fcn.backbone
+    ((2, 10), True)
+    """
+
+    def __init__(self, num_classes: int = 10, in_channels: int = 1, widths: tuple = WIDTHS, convs: tuple = CONVS,
+                 backbone: SceneBackbone | None = None):
+        super().__init__()
+        self.backbone = backbone if backbone is not None else SceneBackbone(in_channels, widths, convs)
+        self.fc = nn.Linear(self.backbone.widths[-1], num_classes)
+
+    def forward(self, x):
+        _check_size("SceneClassifier", x)
+        return self.fc(self.backbone(x)[-1].mean((2, 3)))
 
 
 class FCN(nn.Module):

@@ -123,6 +123,43 @@ def test_bad_settings_stop_with_a_message(tmp_path):
     assert not any((tmp_path / d).exists() for d in "abc")
 
 
+def test_pretraining_trains_the_models_own_backbone_and_saves_it(tmp_path):
+    from shendu.train import load_checkpoint
+
+    cfg = {**task_segment.DEFAULTS, **TINY, "pretrain_epochs": 2, "pretrain_steps_per_epoch": 2}
+    model = task_segment._build(cfg, 11)
+    before = {k: v.numpy().copy() for k, v in model.backbone.state_dict().items()}
+    task_segment._pretrain(model, cfg, str(tmp_path), str(tmp_path / "pretrained"))
+    saved = load_checkpoint(str(tmp_path / "pretrained"), restore_rng=False)["model"]
+    after = model.backbone.state_dict()
+    assert set(saved) == {"backbone." + k for k in after} | {"fc.weight", "fc.bias"}
+    assert saved["fc.weight"].shape == (10, model.backbone.widths[-1])  # items only: no background class
+    for k, v in after.items():  # the FCN's own backbone was trained (shared, not copied) and saved
+        np.testing.assert_array_equal(np.asarray(saved["backbone." + k]), v.numpy())
+    assert any(not np.array_equal(before[k], after[k].numpy()) for k in after if k.endswith("weight"))
+    rows = [json.loads(line) for line in open(tmp_path / "pretrain.jsonl")]
+    assert [r["epoch"] for r in rows] == [1, 2] and [r["step"] for r in rows] == [2, 4]
+    assert all(0.0 <= r["test_accuracy"] <= 1.0 and np.isfinite(r["loss"]) for r in rows)
+
+
+def test_a_run_stopped_after_pretraining_resumes_from_the_pretrained_backbone(tmp_path, capsys):
+    import shutil
+
+    run = str(tmp_path / "run")
+    cfg = {**TINY, "pretrain_epochs": 1, "pretrain_steps_per_epoch": 1}
+    assert task_segment.train(cfg, run, resume=False) == 0
+    assert "pretraining the backbone" in capsys.readouterr().out
+    for name in ("last", "best"):  # as if stopped before the first segmentation epoch ended
+        shutil.rmtree(os.path.join(run, "checkpoints", name))
+    os.remove(os.path.join(run, "metrics.jsonl"))
+    assert task_segment.train(dict(TINY), run, resume=True) == 0  # the saved config (with pretraining) is kept
+    assert "pretraining" not in capsys.readouterr().out
+    assert len(open(os.path.join(run, "pretrain.jsonl")).readlines()) == 1 and len(_rows(run)) == 1
+    with pytest.raises(SystemExit, match="pretrain_epochs needs a model built on the scene backbone"):
+        task_segment.train({**TINY, "model": "sliding", "pretrain_epochs": 1}, str(tmp_path / "s"), resume=False)
+    assert not (tmp_path / "s").exists()
+
+
 def test_metric_helpers_and_palette():
     mask = np.array([[0, 1], [10, 3]])
     rgb = task_segment.colorize(mask)
