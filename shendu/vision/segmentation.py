@@ -32,9 +32,9 @@ from shendu import nn
 from shendu.autograd.engine import no_grad
 from shendu.errors import ArgumentError, ShapeError, fmt_shape
 
-__all__ = ["bilinear_kernel", "BilinearUpsample", "SceneBackbone", "SceneClassifier", "FCN", "EncoderDecoder", "SlidingWindowClassifier",
-           "fcn32s", "fcn16s", "fcn8s", "unpool_segnet", "nearest_segnet", "nails_segnet", "sliding_window",
-           "SEGMENTATION_MODELS", "segmentation_model", "extract_patches", "stride_limited_masks"]
+__all__ = ["bilinear_kernel", "BilinearUpsample", "SceneBackbone", "SceneClassifier", "FCN", "EncoderDecoder",
+           "SlidingWindowClassifier", "fcn32s", "fcn16s", "fcn8s", "unpool_segnet", "nearest_segnet", "nails_segnet",
+           "sliding_window", "SEGMENTATION_MODELS", "segmentation_model", "extract_patches", "stride_limited_masks"]
 
 WIDTHS = (16, 32, 64, 96, 128)  # channels of the five backbone stages (VGG16: 64, 128, 256, 512, 512)
 CONVS = (1, 1, 2, 2, 1)          # 3x3 convs per stage (VGG16: 2, 2, 3, 3, 3)

@@ -203,7 +203,8 @@ def test_threads_and_fused_bias_match_torch(alg, w_shape, kw, batch, monkeypatch
     before = parallel.num_threads()
     try:
         parallel.set_num_threads(2)
-        for min_columns, split_columns in ((1, 1), (10 ** 6, 10 ** 6)):  # image-major / by pixels, channel-major / by channels
+        # image-major layout and batch 1 split by pixels; channel-major and split by channels
+        for min_columns, split_columns in ((1, 1), (10 ** 6, 10 ** 6)):
             monkeypatch.setattr(im2col, "_MIN_COLUMNS", min_columns)
             monkeypatch.setattr(im2col, "_MIN_SPLIT_COLUMNS", split_columns)
             got = shendu.conv2d(x, w, b, algorithm=alg, **kw).numpy()
