@@ -81,6 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--batch-size", dest="batch_size", type=int, default=256)
     e.add_argument("--plots", metavar="DIR", help="also write confusion.png and predictions.png (a grid of test "
                    "images with predicted / true labels) into DIR")
+    e.add_argument("--flip", action="store_true", help="segmentation runs: average the class probabilities of "
+                   "each test image and its mirror image (test-time augmentation)")
 
     pr = sub.add_parser("predict", help="classify image files with a checkpoint (top-k with class names)")
     pr.add_argument("checkpoint")
@@ -377,6 +379,13 @@ def cmd_eval(args) -> int:
     from shendu.train import evaluate, plots
     from shendu.train.metrics import ConfusionMatrix
 
+    if _run_config(args.checkpoint).get("task") == "segment":
+        from shendu.cli import task_segment
+
+        print(json.dumps(task_segment.evaluate_run(args.checkpoint, flip=args.flip), indent=1))
+        return 0
+    if args.flip:
+        raise SystemExit("shendu eval: --flip is for segmentation runs (`shendu train --task segment`)")
     model, cfg = _load_model(args.checkpoint)
     norm = cfg["normalization"]
     test = load_split(cfg["dataset"], False, args.data_root or cfg.get("data_root"),

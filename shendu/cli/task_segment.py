@@ -33,7 +33,7 @@ import time
 
 import numpy as np
 
-__all__ = ["DEFAULTS", "MODELS", "train", "evaluate", "predict", "colorize", "save_segmentation_figure",
+__all__ = ["DEFAULTS", "MODELS", "train", "evaluate", "evaluate_run", "predict", "colorize", "save_segmentation_figure",
            "load_segmenter", "add_commands"]
 
 DEFAULTS = {
@@ -177,20 +177,27 @@ def _loss(model, cfg, images: np.ndarray, masks: np.ndarray, rng: np.random.Gene
 
 
 # ------------------------------------------------------------------------------------------- evaluation
-def predict(model, images: np.ndarray) -> np.ndarray:
-    """Label maps ``(N, H, W)`` int64 for images ``(N, 1, H, W)``; eval mode, no graph."""
+def predict(model, images: np.ndarray, flip: bool = False) -> np.ndarray:
+    """Label maps ``(N, H, W)`` int64 for images ``(N, 1, H, W)``; eval mode, no graph. ``flip``: test-time
+    augmentation, the arg-max of the class probabilities averaged over the image and its mirror image
+    (mirrored back), at twice the cost."""
     import shendu
+    import shendu.functional as F
 
     model.eval()
+    run = model.segment if hasattr(model, "segment") else model
+    images = np.asarray(images, np.float32)
     with shendu.no_grad():
-        x = shendu.tensor(np.asarray(images, np.float32))
-        logits = model.segment(x) if hasattr(model, "segment") else model(x)
-    return logits.data.argmax(1)
+        if not flip:
+            return run(shendu.tensor(images)).data.argmax(1)
+        probs = F.softmax(run(shendu.tensor(images)), 1).data
+        probs += F.softmax(run(shendu.tensor(np.ascontiguousarray(images[..., ::-1]))), 1).data[..., ::-1]
+    return probs.argmax(1)
 
 
-def evaluate(model, scenes, batch_size: int = 100, limit: int | None = None) -> dict:
+def evaluate(model, scenes, batch_size: int = 100, limit: int | None = None, flip: bool = False) -> dict:
     """FCN metrics of ``model`` on (the first ``limit``) scenes, one confusion matrix over all of them,
-    with the confusion matrix itself and the inference seconds per image."""
+    with the confusion matrix itself and the inference seconds per image (``flip``: see :func:`predict`)."""
     from shendu.vision.metrics.segmentation import SegmentationMetrics
 
     n = len(scenes) if limit is None else min(limit, len(scenes))
@@ -199,7 +206,7 @@ def evaluate(model, scenes, batch_size: int = 100, limit: int | None = None) -> 
     for start in range(0, n, batch_size):
         batch = scenes.generate(np.arange(start, min(start + batch_size, n)))
         t0 = time.perf_counter()
-        pred = predict(model, batch["images"])
+        pred = predict(model, batch["images"], flip)
         seconds += time.perf_counter() - t0
         metric.update(pred, batch["masks"])
     return {**metric.compute(), "confusion_matrix": metric.matrix.tolist(), "seconds_per_image": seconds / max(n, 1),
@@ -375,6 +382,22 @@ def load_segmenter(path: str):
     return model, cfg
 
 
+def evaluate_run(path: str, flip: bool = False, test_scenes: int | None = None) -> dict:
+    """``shendu eval`` of a segmentation run: the metrics of :func:`evaluate` on the run's test scenes (its
+    ``test_scenes``, or ``test_scenes`` given here), without the confusion matrix, per-class IoU and accuracy
+    by class name. A run folder is scored with its *last* checkpoint (``best`` was picked on these scenes)."""
+    last = os.path.join(path, "checkpoints", "last")
+    model, cfg = load_segmenter(last if os.path.exists(os.path.join(last, "state.json")) else path)
+    n = cfg["test_scenes"] if test_scenes is None else int(test_scenes)
+    limit = cfg["sliding_test_scenes"] if cfg["model"] == "sliding" else None
+    result = evaluate(model, _scenes(cfg, "test", n), limit=limit, flip=flip)
+    result.pop("confusion_matrix")
+    for key in ("iou", "accuracy"):  # per-class lists
+        result[key] = {name: round(float(v), 4) for name, v in zip(cfg["classes"], result[key])}
+    result["flip"] = flip
+    return result
+
+
 def _read_canvas(path: str, size: int) -> np.ndarray:
     """The image as float32 (size, size) in [0, 1]: an .npy canvas (H, W) or (1, H, W), or an image file
     read as greyscale; resized (bilinear) when its size differs."""
@@ -403,7 +426,7 @@ def cmd_segment(args) -> int:
         raise SystemExit("shendu segment: reading and writing images needs Pillow (`pip install pillow`)") from None
     model, cfg = load_segmenter(args.checkpoint)
     canvas = _read_canvas(args.image, cfg["image_size"])
-    mask = predict(model, canvas[None, None])[0]
+    mask = predict(model, canvas[None, None], flip=args.flip)[0]
     names = cfg["classes"]
     counts = np.bincount(mask.reshape(-1), minlength=len(names))
     for c in np.flatnonzero(counts):
@@ -418,4 +441,6 @@ def add_commands(sub) -> None:
     p.add_argument("checkpoint", help="a run folder of `shendu train --task segment` or one of its checkpoints")
     p.add_argument("image", help="an image file (read as greyscale) or an .npy canvas; resized to the model's size")
     p.add_argument("--out", help="PNG to write (default IMAGE_segmentation.png)")
+    p.add_argument("--flip", action="store_true", help="average the class probabilities of the image and its "
+                   "mirror image (test-time augmentation)")
     p.set_defaults(func=cmd_segment)

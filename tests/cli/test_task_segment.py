@@ -62,6 +62,33 @@ def test_resume_continues_after_the_last_epoch(fcn_run, capsys):
     assert [r["epoch"] for r in rows] == [1, 2] and rows[1]["step"] == 4
 
 
+def test_eval_rescores_the_last_epoch_and_flip_averages_mirrored_probabilities(fcn_run, capsys, tmp_path):
+    import shendu
+    import shendu.functional as F
+    from shendu.cli import main
+
+    run_dir, _ = fcn_run
+    assert main(["eval", run_dir]) == 0
+    plain = json.loads(capsys.readouterr().out)
+    last = _rows(run_dir)[-1]
+    assert plain["mean_iou"] == pytest.approx(last["test_mean_iou"], abs=1e-12) and plain["flip"] is False
+    assert list(plain["iou"])[:2] == ["background", "T-shirt/top"] and len(plain["accuracy"]) == 11
+    assert main(["eval", run_dir, "--flip"]) == 0
+    assert json.loads(capsys.readouterr().out)["flip"] is True
+
+    model, cfg = task_segment.load_segmenter(run_dir)
+    images = np.random.default_rng(0).random((3, 1, 32, 32), dtype=np.float32)
+    mirrored = np.ascontiguousarray(images[..., ::-1])
+    with shendu.no_grad():
+        probs = [F.softmax(model(shendu.tensor(x)), 1).numpy() for x in (images, mirrored)]
+    want = (probs[0] + probs[1][..., ::-1]).argmax(1)
+    np.testing.assert_array_equal(task_segment.predict(model, images, flip=True), want)
+    np.testing.assert_array_equal(task_segment.predict(model, mirrored, flip=True), want[..., ::-1])
+    (tmp_path / "config.json").write_text(json.dumps({"task": "classify"}))
+    with pytest.raises(SystemExit, match="--flip is for segmentation runs"):
+        main(["eval", str(tmp_path), "--flip"])
+
+
 def test_segment_command_writes_a_coloured_mask(fcn_run, tmp_path, capsys):
     from PIL import Image
 
