@@ -129,6 +129,9 @@ def _pretrain(model, cfg: dict, run_dir: str, checkpoint: str) -> None:
     total = cfg["pretrain_epochs"] * steps_per_epoch
     print(f"shendu train: pretraining the backbone to classify single items on {size}px canvases, "
           f"{cfg['pretrain_epochs']} epochs x {steps_per_epoch} steps")
+    log = os.path.join(run_dir, "pretrain.jsonl")
+    if os.path.exists(log):  # a pretraining stopped part-way starts over, and so does its log
+        os.remove(log)
     step = 0
     for epoch in range(1, cfg["pretrain_epochs"] + 1):
         rng = np.random.default_rng([cfg["seed"], epoch, 1])
@@ -154,7 +157,7 @@ def _pretrain(model, cfg: dict, run_dir: str, checkpoint: str) -> None:
                                 == batch["labels"][:, 0] - 1).sum())
         row = {"epoch": epoch, "step": step, "loss": loss_sum / steps_per_epoch, "time": round(time.time() - t0, 1),
                "test_accuracy": correct / len(items["test"])}
-        with open(os.path.join(run_dir, "pretrain.jsonl"), "a", encoding="utf-8") as f:
+        with open(log, "a", encoding="utf-8") as f:
             f.write(json.dumps(row) + "\n")
         print(f"pretrain epoch {epoch}/{cfg['pretrain_epochs']}: loss {row['loss']:.4f}, "
               f"test accuracy {row['test_accuracy']:.4f} ({len(items['test'])} items), {row['time']:.0f}s")
