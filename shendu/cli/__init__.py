@@ -83,6 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "images with predicted / true labels) into DIR")
     e.add_argument("--flip", action="store_true", help="segmentation runs: average the class probabilities of "
                    "each test image and its mirror image (test-time augmentation)")
+    e.add_argument("--scales", type=_parse_scales, default=(1.0,), metavar="S1,S2,...",
+                   help="segmentation runs: multi-scale test-time augmentation, the class probabilities averaged "
+                   "over the image resized by these factors (sides rounded to multiples of 32), e.g. 0.75,1,1.25,1.5")
 
     pr = sub.add_parser("predict", help="classify image files with a checkpoint (top-k with class names)")
     pr.add_argument("checkpoint")
@@ -101,6 +104,12 @@ def build_parser() -> argparse.ArgumentParser:
         if hasattr(module, "add_commands"):
             module.add_commands(sub)
     return p
+
+
+def _parse_scales(text: str) -> tuple:
+    from shendu.cli.task_segment import parse_scales
+
+    return parse_scales(text)
 
 
 def _task_modules() -> list:
@@ -382,10 +391,10 @@ def cmd_eval(args) -> int:
     if _run_config(args.checkpoint).get("task") == "segment":
         from shendu.cli import task_segment
 
-        print(json.dumps(task_segment.evaluate_run(args.checkpoint, flip=args.flip), indent=1))
+        print(json.dumps(task_segment.evaluate_run(args.checkpoint, flip=args.flip, scales=args.scales), indent=1))
         return 0
-    if args.flip:
-        raise SystemExit("shendu eval: --flip is for segmentation runs (`shendu train --task segment`)")
+    if args.flip or args.scales != (1.0,):
+        raise SystemExit("shendu eval: --flip and --scales are for segmentation runs (`shendu train --task segment`)")
     model, cfg = _load_model(args.checkpoint)
     norm = cfg["normalization"]
     test = load_split(cfg["dataset"], False, args.data_root or cfg.get("data_root"),

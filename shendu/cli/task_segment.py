@@ -33,8 +33,8 @@ import time
 
 import numpy as np
 
-__all__ = ["DEFAULTS", "MODELS", "train", "evaluate", "evaluate_run", "predict", "colorize", "save_segmentation_figure",
-           "load_segmenter", "add_commands"]
+__all__ = ["DEFAULTS", "MODELS", "train", "evaluate", "evaluate_run", "predict", "predict_proba", "parse_scales",
+           "colorize", "save_segmentation_figure", "load_segmenter", "add_commands"]
 
 DEFAULTS = {
     "model": "fcn8s",
@@ -180,27 +180,63 @@ def _loss(model, cfg, images: np.ndarray, masks: np.ndarray, rng: np.random.Gene
 
 
 # ------------------------------------------------------------------------------------------- evaluation
-def predict(model, images: np.ndarray, flip: bool = False) -> np.ndarray:
-    """Label maps ``(N, H, W)`` int64 for images ``(N, 1, H, W)``; eval mode, no graph. ``flip``: test-time
-    augmentation, the arg-max of the class probabilities averaged over the image and its mirror image
-    (mirrored back), at twice the cost."""
+def _scaled_side(side: int, scale: float) -> int:
+    """``side * scale`` rounded to a multiple of 32 (the FCNs' five poolings), at least 32."""
+    return max(32, int(round(side * scale / 32)) * 32)
+
+
+def predict_proba(model, images: np.ndarray, flip: bool = False, scales=(1.0,)) -> np.ndarray:
+    """Class probabilities ``(N, classes, H, W)`` float32 for images ``(N, 1, H, W)``, averaged over the
+    test-time augmentation views; eval mode, no graph.
+
+    ``flip`` adds the mirror image of each view (its probabilities mirrored back); ``scales`` (multi-scale
+    inference) runs the image resized by each factor (bilinear, each side rounded to a multiple of 32, at
+    least 32), the logits resized back to ``H x W`` (bilinear) before the softmax:
+    ``len(scales) * (1 + flip)`` forward passes."""
     import shendu
     import shendu.functional as F
 
+    scales = tuple(float(s) for s in scales)
+    if not scales or min(scales) <= 0:
+        raise SystemExit(f"segmentation: scales must be positive factors, got {scales}")
     model.eval()
     run = model.segment if hasattr(model, "segment") else model
     images = np.asarray(images, np.float32)
+    H, W = images.shape[-2:]
+    probs = 0.0
     with shendu.no_grad():
-        if not flip:
-            return run(shendu.tensor(images)).data.argmax(1)
-        probs = F.softmax(run(shendu.tensor(images)), 1).data
-        probs += F.softmax(run(shendu.tensor(np.ascontiguousarray(images[..., ::-1]))), 1).data[..., ::-1]
-    return probs.argmax(1)
+        for scale in scales:
+            size = (H, W) if scale == 1.0 else (_scaled_side(H, scale), _scaled_side(W, scale))
+            for mirror in (False, True) if flip else (False,):
+                x = shendu.tensor(np.ascontiguousarray(images[..., ::-1]) if mirror else images)
+                if size != (H, W):
+                    x = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+                logits = run(x)
+                if size != (H, W):
+                    logits = F.interpolate(logits, size=(H, W), mode="bilinear", align_corners=False)
+                p = F.softmax(logits, 1).data
+                probs = probs + (p[..., ::-1] if mirror else p)
+    return probs / (len(scales) * (1 + flip))
 
 
-def evaluate(model, scenes, batch_size: int = 100, limit: int | None = None, flip: bool = False) -> dict:
+def predict(model, images: np.ndarray, flip: bool = False, scales=(1.0,)) -> np.ndarray:
+    """Label maps ``(N, H, W)`` int64 for images ``(N, 1, H, W)``: the arg-max of :func:`predict_proba`
+    (``flip`` and ``scales``: test-time augmentation); without it, the arg-max of one pass's logits."""
+    import shendu
+
+    if not flip and tuple(float(s) for s in scales) == (1.0,):
+        model.eval()
+        run = model.segment if hasattr(model, "segment") else model
+        with shendu.no_grad():
+            return run(shendu.tensor(np.asarray(images, np.float32))).data.argmax(1)
+    return predict_proba(model, images, flip, scales).argmax(1)
+
+
+def evaluate(model, scenes, batch_size: int = 100, limit: int | None = None, flip: bool = False,
+             scales=(1.0,)) -> dict:
     """FCN metrics of ``model`` on (the first ``limit``) scenes, one confusion matrix over all of them,
-    with the confusion matrix itself and the inference seconds per image (``flip``: see :func:`predict`)."""
+    with the confusion matrix itself and the inference seconds per image (``flip``, ``scales``: test-time
+    augmentation, see :func:`predict`)."""
     from shendu.vision.metrics.segmentation import SegmentationMetrics
 
     n = len(scenes) if limit is None else min(limit, len(scenes))
@@ -209,7 +245,7 @@ def evaluate(model, scenes, batch_size: int = 100, limit: int | None = None, fli
     for start in range(0, n, batch_size):
         batch = scenes.generate(np.arange(start, min(start + batch_size, n)))
         t0 = time.perf_counter()
-        pred = predict(model, batch["images"], flip)
+        pred = predict(model, batch["images"], flip, scales)
         seconds += time.perf_counter() - t0
         metric.update(pred, batch["masks"])
     return {**metric.compute(), "confusion_matrix": metric.matrix.tolist(), "seconds_per_image": seconds / max(n, 1),
@@ -385,7 +421,7 @@ def load_segmenter(path: str):
     return model, cfg
 
 
-def evaluate_run(path: str, flip: bool = False, test_scenes: int | None = None) -> dict:
+def evaluate_run(path: str, flip: bool = False, test_scenes: int | None = None, scales=(1.0,)) -> dict:
     """``shendu eval`` of a segmentation run: the metrics of :func:`evaluate` on the run's test scenes (its
     ``test_scenes``, or ``test_scenes`` given here), without the confusion matrix, per-class IoU and accuracy
     by class name. A run folder is scored with its *last* checkpoint (``best`` was picked on these scenes)."""
@@ -393,11 +429,12 @@ def evaluate_run(path: str, flip: bool = False, test_scenes: int | None = None) 
     model, cfg = load_segmenter(last if os.path.exists(os.path.join(last, "state.json")) else path)
     n = cfg["test_scenes"] if test_scenes is None else int(test_scenes)
     limit = cfg["sliding_test_scenes"] if cfg["model"] == "sliding" else None
-    result = evaluate(model, _scenes(cfg, "test", n), limit=limit, flip=flip)
+    result = evaluate(model, _scenes(cfg, "test", n), limit=limit, flip=flip, scales=scales)
     result.pop("confusion_matrix")
     for key in ("iou", "accuracy"):  # per-class lists
         result[key] = {name: round(float(v), 4) for name, v in zip(cfg["classes"], result[key])}
     result["flip"] = flip
+    result["scales"] = [float(v) for v in scales]
     return result
 
 
@@ -429,7 +466,7 @@ def cmd_segment(args) -> int:
         raise SystemExit("shendu segment: reading and writing images needs Pillow (`pip install pillow`)") from None
     model, cfg = load_segmenter(args.checkpoint)
     canvas = _read_canvas(args.image, cfg["image_size"])
-    mask = predict(model, canvas[None, None], flip=args.flip)[0]
+    mask = predict(model, canvas[None, None], flip=args.flip, scales=args.scales)[0]
     names = cfg["classes"]
     counts = np.bincount(mask.reshape(-1), minlength=len(names))
     for c in np.flatnonzero(counts):
@@ -446,4 +483,20 @@ def add_commands(sub) -> None:
     p.add_argument("--out", help="PNG to write (default IMAGE_segmentation.png)")
     p.add_argument("--flip", action="store_true", help="average the class probabilities of the image and its "
                    "mirror image (test-time augmentation)")
+    p.add_argument("--scales", type=parse_scales, default=(1.0,), metavar="S1,S2,...",
+                   help="multi-scale test-time augmentation: also run the image resized by these factors "
+                   "(sides rounded to multiples of 32) and average the class probabilities, e.g. 0.75,1,1.25,1.5")
     p.set_defaults(func=cmd_segment)
+
+
+def parse_scales(text: str) -> tuple:
+    """``"0.75,1,1.5"`` -> ``(0.75, 1.0, 1.5)`` (an argparse type: bad input is a usage error)."""
+    import argparse
+
+    try:
+        scales = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        scales = ()
+    if not scales or min(scales) <= 0:
+        raise argparse.ArgumentTypeError(f"expected positive factors separated by commas, got {text!r}")
+    return scales

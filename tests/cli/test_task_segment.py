@@ -85,8 +85,43 @@ def test_eval_rescores_the_last_epoch_and_flip_averages_mirrored_probabilities(f
     np.testing.assert_array_equal(task_segment.predict(model, images, flip=True), want)
     np.testing.assert_array_equal(task_segment.predict(model, mirrored, flip=True), want[..., ::-1])
     (tmp_path / "config.json").write_text(json.dumps({"task": "classify"}))
-    with pytest.raises(SystemExit, match="--flip is for segmentation runs"):
+    with pytest.raises(SystemExit, match="--flip and --scales are for segmentation runs"):
         main(["eval", str(tmp_path), "--flip"])
+
+
+def test_multiscale_tta_averages_probabilities_of_resized_views(fcn_run, capsys):
+    import torch
+    import torch.nn.functional as TF
+
+    import shendu
+    from shendu.cli import main
+
+    run_dir, _ = fcn_run
+    model, _ = task_segment.load_segmenter(run_dir)
+    images = np.random.default_rng(1).random((2, 1, 32, 32), dtype=np.float32)
+
+    def view(side, mirror):  # the reference resizes with torch
+        x = torch.from_numpy(np.ascontiguousarray(images[..., ::-1]) if mirror else images)
+        x = TF.interpolate(x, size=(side, side), mode="bilinear", align_corners=False) if side != 32 else x
+        with shendu.no_grad():
+            logits = torch.from_numpy(model(shendu.tensor(x.numpy())).numpy())
+        logits = TF.interpolate(logits, size=(32, 32), mode="bilinear", align_corners=False) if side != 32 else logits
+        p = torch.softmax(logits, 1).numpy()
+        return p[..., ::-1] if mirror else p
+
+    # 1.7 * 32 = 54.4 rounds to the multiple of 32 nearest, 64; 0.4 * 32 rounds up to the minimum, 32
+    want = np.mean([view(s, m) for s in (32, 64, 32) for m in (False, True)], 0)
+    got = task_segment.predict_proba(model, images, flip=True, scales=(1.0, 1.7, 0.4))
+    np.testing.assert_allclose(got, want, atol=1e-5)
+    np.testing.assert_allclose(task_segment.predict_proba(model, images, scales=(1.7,)), view(64, False), atol=1e-5)
+    np.testing.assert_array_equal(task_segment.predict(model, images, flip=True, scales=(1.0, 1.7, 0.4)),
+                                  got.argmax(1))
+    assert main(["eval", run_dir, "--scales", "1,2"]) == 0
+    assert json.loads(capsys.readouterr().out)["scales"] == [1.0, 2.0]
+    for bad in ("0,1", "1,x", ""):
+        with pytest.raises(SystemExit):
+            main(["eval", run_dir, "--scales", bad])
+        assert "--scales: expected positive factors" in capsys.readouterr().err
 
 
 def test_segment_command_writes_a_coloured_mask(fcn_run, tmp_path, capsys):
@@ -107,6 +142,12 @@ def test_segment_command_writes_a_coloured_mask(fcn_run, tmp_path, capsys):
         assert mask.shape == (32, 32, 3) and mask.dtype == np.uint8
         assert set(map(tuple, mask.reshape(-1, 3))) <= set(map(tuple, task_segment.PALETTE.tolist()))
     assert " px" in capsys.readouterr().out
+    model, _ = task_segment.load_segmenter(run_dir)
+    args = parser.parse_args(["segment", run_dir, str(tmp_path / "canvas.npy"), "--out", out, "--flip",
+                              "--scales", "1,2"])
+    assert args.scales == (1.0, 2.0) and args.func(args) == 0
+    want = task_segment.predict(model, canvas[None, None], flip=True, scales=(1.0, 2.0))[0]
+    np.testing.assert_array_equal(np.asarray(Image.open(out)), task_segment.colorize(want))
 
 
 def test_sliding_window_model_trains_and_scores(tmp_path):

@@ -29,6 +29,12 @@ def test_kernels_match_numpy_and_torch(dtype):
     (gxt,) = torch.autograd.grad(torch.relu(xt), xt, torch.from_numpy(gy))
     np.testing.assert_array_equal(gx[4:], gxt.numpy()[4:])  # torch's NaN/inf inputs aside
     assert gx[1] == 0
+    inplace = x.copy()  # out=x: its own kernel (no aliasing between input and output)
+    assert A.relu(inplace, inplace) is inplace
+    np.testing.assert_array_equal(inplace, y)
+    out = np.full_like(x, 7)
+    assert A.relu(x, out) is out
+    np.testing.assert_array_equal(out, y)
 
 
 def test_gate_takes_only_large_contiguous_arrays():

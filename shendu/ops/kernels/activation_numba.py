@@ -53,6 +53,13 @@ if AVAILABLE:
             out[i] = zero if v <= zero else v
 
     @njit(cache=True, nogil=True)
+    def _relu_inplace(x, zero):  # pragma: no cover - compiled
+        # its own kernel: with out aliasing x, _relu's runtime overlap check picks the scalar loop
+        for i in range(x.shape[0]):
+            v = x[i]
+            x[i] = zero if v <= zero else v
+
+    @njit(cache=True, nogil=True)
     def _relu_backward(gy, y, out, zero):  # pragma: no cover - compiled
         for i in range(y.shape[0]):
             out[i] = gy[i] if y[i] > zero else zero
@@ -61,9 +68,14 @@ if AVAILABLE:
 def relu(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """``max(x, 0)`` (NaN kept) as a new array of x's shape and dtype, or into ``out`` (C-contiguous, of
     x's shape and dtype; x itself may be ``out``: each element is read before it is written)."""
+    zero = x.dtype.type(0)
+    if out is x:
+        xf = x.reshape(-1)
+        split_rows(lambda lo, hi: _relu_inplace(xf[lo:hi], zero), xf.shape[0], 2 * xf.size)
+        return x
     if out is None:
         out = np.empty_like(x)
-    xf, of, zero = x.reshape(-1), out.reshape(-1), x.dtype.type(0)
+    xf, of = x.reshape(-1), out.reshape(-1)
     split_rows(lambda lo, hi: _relu(xf[lo:hi], of[lo:hi], zero), xf.shape[0], 2 * xf.size)
     return out
 
