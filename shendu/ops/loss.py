@@ -28,6 +28,7 @@ from shendu.ops._util import as_tensor_arg, ensure_float
 from shendu.ops.activation import softplus_array
 from shendu.ops.elementwise import _special, sigmoid_array
 from shendu.ops.kernels import softmax as _softmax
+from shendu.ops.reduce import logsumexp_array
 
 __all__ = [
     "cross_entropy", "nll_loss", "multi_margin_loss", "multiclass_hinge_loss", "svm_loss",
@@ -244,8 +245,7 @@ def _logsumexp_classes(xp, x3):
     """``log sum_c exp(x3[:, c])`` (N, D) of logits (N, C, D), shifted by the max for stability."""
     if _softmax.accepts(x3):
         return _softmax.logsumexp_classes(x3)
-    m = x3.max(axis=1)
-    return m + xp.log(xp.exp(x3 - m[:, None]).sum(axis=1))
+    return logsumexp_array(xp, x3, (1,))[:, 0]
 
 
 def _softmax_classes(xp, x3, lse, scale):

@@ -695,14 +695,20 @@ def norm(input, p="fro", dim=None, keepdim: bool = False, dtype=None) -> Tensor:
 
 
 # ---------------------------------------------------------------------------------------- logsumexp
+def logsumexp_array(xp, x, axes: tuple):
+    """``log(sum(exp(x), axes))`` of a raw array with the reduced axes kept, shifted by the maximum (by 0
+    where a slice is all -inf, so no inf - inf); the one formula behind :func:`logsumexp` and the
+    cross-entropy's fallback."""
+    m = xp.max(x, axis=_np_axis(axes, x.ndim), keepdims=True)
+    m = xp.where(xp.isfinite(m), m, 0).astype(x.dtype, copy=False)
+    with xp.errstate(divide="ignore"):
+        return xp.log(_sum_of(xp, xp.exp, x, m, axes)) + m
+
+
 class LogSumExp(Function):
     def forward(ctx, x, axes, keepdim):
         xp = get_array_module(x)
-        axis = _np_axis(axes, x.ndim)
-        m = xp.max(x, axis=axis, keepdims=True)
-        m = xp.where(xp.isfinite(m), m, 0).astype(x.dtype, copy=False)  # all -inf rows: no inf - inf
-        with xp.errstate(divide="ignore"):
-            y = xp.log(_sum_of(xp, xp.exp, x, m, axes)) + m
+        y = logsumexp_array(xp, x, axes)
         ctx.save_for_backward(x, y)
         ctx.axes = axes
         return _finish(xp, y, x.shape, axes, keepdim)
