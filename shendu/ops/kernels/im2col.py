@@ -162,14 +162,14 @@ def _gemm_chunk(N: int, rows: int, PQ: int, itemsize: int) -> int:
 
 
 class _Scratch:
-    """A thread's flat buffers, viewed per chunk. The zeros of a column buffer are the padding and
-    survive from chunk to chunk; a chunk of another size lays the buffer out differently, so
-    :meth:`view` re-zeroes it then. The buffers are the thread's workspaces (kept from call to call)."""
+    """A thread's flat buffers, viewed per chunk; the thread's workspaces (kept from call to call, so
+    their contents are undefined at first). The zeros of a column buffer are the padding: :meth:`view`
+    with ``keep_zeros`` zeroes it on its first use in a call and again only when a chunk of another
+    size lays it out differently; between chunks of one size they survive. The other buffers are
+    written whole by every chunk."""
 
     def __init__(self, dtype, **sizes):
         self.flat = {k: workspace("im2col." + k, v, dtype) for k, v in sizes.items() if v}
-        for flat in self.flat.values():
-            flat.fill(0)
         self.n = {}
 
     def view(self, name, shape, n, keep_zeros=False):
