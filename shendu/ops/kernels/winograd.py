@@ -520,17 +520,17 @@ def _conv2d_numba(x, w, pads, groups, m, bias=None):
     nb = _chunk(N, C, K, T1, dt)
     xq_size, yq_size = nb * Hp * m * (tw + 1) * C, nb * th * m * m * tw * K
 
-    def scratch():  # a step's input is free once it is transformed: two buffers serve all four
-        return _Buffers(dt, a=max(xq_size, a2 * nb * T1 * K), b=max(a2 * nb * T1 * C, yq_size))
+    def scratch():  # the buffers of the backward (same names and sizes): training keeps no extra memory
+        return _Buffers(dt, a=max(xq_size, yq_size), V=a2 * nb * T1 * C, GY=a2 * nb * T1 * K)
 
     def run(s, lo, hi):
         n = hi - lo
         T = n * T1
         xq = s.get("a", (n, Hp, m, tw + 1, C))
         _wn.gather_input(x, lo, pads[0], pads[2], xq)
-        V = s.get("b", (a2, T, C))
+        V = s.get("V", (a2, T, C))
         _wn.input_transform(xq, BT, th, tw, V)
-        M = s.get("a", (a2, T, K))
+        M = s.get("GY", (a2, T, K))
 
         def channel_gemms(k0, k1):  # M[xi] = V[xi] @ U[xi]^T, per group, output channels k0:k1
             for g in range(G):
@@ -541,7 +541,7 @@ def _conv2d_numba(x, w, pads, groups, m, bias=None):
                 split_rows(channel_gemms, Kg, V.size + M.size + UT.size)
         else:
             channel_gemms(0, Kg)
-        yq = s.get("b", (n, th * m, m, tw, K))
+        yq = s.get("a", (n, th * m, m, tw, K))
         _wn.output_transform(M, AT, th, tw, yq)
         _wn.scatter_output(yq, y, lo)
         if bias is not None:
