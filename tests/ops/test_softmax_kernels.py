@@ -73,3 +73,26 @@ def test_logsumexp_is_stable_for_large_logits():
     x = np.array([[[1000.0, -5.0], [1000.0, 3.0]]], np.float32)  # N=1, C=2, D=2
     np.testing.assert_allclose(softmax.logsumexp_classes(x), [[1000 + np.log(2), np.log(np.exp(-5) + np.exp(3))]],
                                rtol=1e-6)
+
+
+@pytest.mark.skipif(not softmax.AVAILABLE, reason="numba is not installed: NumPy's exp runs")
+def test_compiled_exp_is_within_two_ulp_and_keeps_underflow_and_nan():
+    v = np.concatenate([-np.linspace(0, 87.3, 200001), [-87.4, -100.0, -np.inf, np.nan]]).astype(np.float32)
+    out, bits = np.empty_like(v), np.empty(v.size, np.int32)
+    softmax._exp_shifted(v, out, bits)
+    ref = np.exp(v[:-4].astype(np.float64))
+    ulp = np.spacing(ref.astype(np.float32)).astype(np.float64)
+    assert np.abs(out[:-4] - ref).max() <= 2 * ulp.max() and (np.abs(out[:-4] - ref) <= 2 * ulp).all()
+    assert out[-4:-1].tolist() == [0.0, 0.0, 0.0] and np.isnan(out[-1])
+
+
+def test_classifier_logsumexp_is_stable_and_propagates_nan():
+    # (N, C, 1) float32: the compiled path when numba is there
+    x = np.array([[1000.0, 1000.0, -5.0], [3.0, -np.inf, 1.0], [0.0, np.nan, 1.0]], np.float32)[:, :, None]
+    lse = softmax.logsumexp_classes(x)
+    np.testing.assert_allclose(lse[:2, 0], [1000 + np.log(2), np.log(np.exp(3.0) + np.exp(1.0))], rtol=1e-6)
+    assert np.isnan(lse[2, 0])
+    p = softmax.softmax_classes(x[:2], lse[:2], np.ones((2, 1), np.float32))[:, :, 0]
+    # p = exp(x - lse): lse = 1000.69 is stored to float32's 6e-5 there, so row 0 is good to ~3e-5
+    np.testing.assert_allclose(p, [[0.5, 0.5, 0.0], [np.exp(3) / (np.exp(3) + np.e), 0.0, np.e / (np.exp(3) + np.e)]],
+                               rtol=4e-5, atol=1e-30)

@@ -8,10 +8,19 @@ classifier), so the temporaries of a chunk stay in cache and in a reused workspa
 split over the kernel threads (NumPy's ufuncs release the GIL). Same arithmetic as the expressions:
 ``lse = m + log(sum_c exp(x_c - m))`` with ``m = max_c x_c``.
 
+Classifier logits (float32, one position per sample: (N, C, 1)) take a compiled path when numba is
+installed: NumPy's max per row, then one kernel pass per row for the sum of exponentials (the row is
+still in cache from the max) and one for the scaled softmax of the backward, with ``exp`` as a polynomial
+LLVM vectorizes (``_exp_shifted``: Cephes' expf, within 2 ulp; libm's expf is a scalar call). The NumPy
+path makes four passes over the whole array, each limited by memory bandwidth. Measured (2 threads,
+2-core VM, 256 x 1000 logits): log-sum-exp 357 -> 190-200 us, softmax 291 -> 175-235 us; bench/pool_norm.py's
+cross-entropy row, forward+backward, 0.84-0.86 -> 0.50 ms (torch 0.22-0.28). Segmentation maps
+(N, C, D) keep the NumPy path (a compiled version measured no faster there: its chunks are whole images
+with long rows), as does float64.
+
 The per-position target work (read ``x[n, t, d]``, its class weight, the ignored positions; in backward,
 subtract at ``[n, t, d]``) is a compiled loop when numba is installed: as array expressions it needs
-four int64 index arrays of the positions' size. The exponentials stay NumPy's (SIMD; numba's ``exp``
-here is the scalar libm call). Without numba :mod:`shendu.ops.loss` uses the array expressions.
+four int64 index arrays of the positions' size. Without numba :mod:`shendu.ops.loss` uses the array expressions.
 """
 
 from __future__ import annotations
@@ -51,6 +60,8 @@ def logsumexp_classes(x3: np.ndarray) -> np.ndarray:
     4.0
     """
     N, C, D = x3.shape
+    if _fused(x3):
+        return _logsumexp_fused(x3)
     out = np.empty((N, D), x3.dtype)
     step = _rows_per_chunk(x3)
 
@@ -79,6 +90,8 @@ def softmax_classes(x3: np.ndarray, lse: np.ndarray, scale: np.ndarray) -> np.nd
     >>> softmax_classes(x, logsumexp_classes(x), np.ones((1, 1)))[0, :, 0].round(12).tolist()
     [0.25, 0.75]
     """
+    if _fused(x3, lse, scale):
+        return _softmax_fused(x3, lse, scale)
     out = np.empty(x3.shape, x3.dtype)
     step = _rows_per_chunk(x3)
 
@@ -117,6 +130,104 @@ if AVAILABLE:
                 c = t2[n, d]
                 if c != ignore_index:
                     g3[n, c, d] -= values[n, d]
+
+
+if AVAILABLE:
+    _FASTMATH = {"reassoc", "contract", "nsz", "arcp"}  # sums and the polynomial vectorize; NaN and inf stay IEEE
+
+    @njit(cache=True, nogil=True, fastmath=_FASTMATH)
+    def _exp_shifted(v, out, bits):  # pragma: no cover - compiled
+        # out = exp(v) for float32 v <= 0 (logits minus their max or their log-sum-exp): v = k ln2 + r
+        # with |r| <= ln2 / 2, exp(r) by Cephes' expf polynomial, 2^k written into the exponent bits
+        # (``bits``: int32 scratch of v's size). Below -87.33 (exp under float32's smallest normal) the
+        # result is 0; NaN stays NaN. out must not overlap v: LLVM then runs the loop unvectorized.
+        for i in range(v.size):
+            x = v[i]
+            xc = x if x > np.float32(-87.33) else np.float32(-87.33)
+            k = np.floor(xc * np.float32(1.44269504) + np.float32(0.5))
+            r = xc - k * np.float32(0.693359375) + k * np.float32(2.12194440e-4)
+            p = np.float32(1.9875691500e-4)
+            p = p * r + np.float32(1.3981999507e-3)
+            p = p * r + np.float32(8.3334519073e-3)
+            p = p * r + np.float32(4.1665795894e-2)
+            p = p * r + np.float32(1.6666665459e-1)
+            p = p * r + np.float32(5.0000001201e-1)
+            p = p * r * r + r + np.float32(1.0)
+            out[i] = p if x >= np.float32(-87.33) else (np.float32(0.0) if x == x else x)
+            bits[i] = (np.int32(k) + np.int32(127)) << np.int32(23)
+        scale = bits.view(np.float32)
+        for i in range(v.size):
+            out[i] *= scale[i]
+
+    @njit(cache=True, nogil=True, fastmath=_FASTMATH)
+    def _sum_exp_rows(x2, m, lo, hi, s, d, e, bits):  # pragma: no cover - compiled
+        # s[n] = sum_c exp(x2[n, c] - m[n]) for (N, C) logits: the row is in cache from the max
+        C = x2.shape[1]
+        for n in range(lo, hi):
+            row = x2[n]
+            for c in range(C):
+                d[c] = row[c] - m[n]
+            _exp_shifted(d, e, bits)
+            total = np.float32(0.0)
+            for c in range(C):
+                total += e[c]
+            s[n] = total
+
+    @njit(cache=True, nogil=True, fastmath=_FASTMATH)
+    def _scaled_softmax_rows(x2, lse, scale, lo, hi, out, d, bits):  # pragma: no cover - compiled
+        # out[n, c] = exp(x2[n, c] - lse[n]) * scale[n] for (N, C) logits
+        C = x2.shape[1]
+        for n in range(lo, hi):
+            o, xr = out[n], x2[n]
+            for c in range(C):
+                d[c] = xr[c] - lse[n]
+            _exp_shifted(d, o, bits)
+            for c in range(C):
+                o[c] *= scale[n]
+
+
+def _fused(x3, *arrays) -> bool:
+    """Whether the compiled path takes these arrays: float32 NumPy arrays, one position per sample
+    (classifier logits (N, C, 1)). Segmentation's (N, C, D) maps stay on the NumPy path, whose
+    chunks are then whole images with long rows (its per-call cost is spread over them)."""
+    return AVAILABLE and x3.shape[2] == 1 and all(
+        type(a) is np.ndarray and a.dtype == np.float32 for a in (x3,) + arrays)
+
+
+def _scratch(size: int) -> tuple:
+    """The calling thread's float32 ``d``, ``e`` and int32 ``bits`` of ``size`` elements (a workspace
+    may be longer than asked: the kernels take an array's size as its length)."""
+    return (workspace("softmax.d", size, np.float32)[:size], workspace("softmax.e", size, np.float32)[:size],
+            workspace("softmax.bits", size, np.int32)[:size])
+
+
+def _logsumexp_fused(x3: np.ndarray) -> np.ndarray:
+    N, C = x3.shape[:2]
+    x2 = np.ascontiguousarray(x3.reshape(N, C))
+    m = x2.max(axis=1)  # NumPy's max: vectorized, and NaN in, NaN out
+    s = np.empty(N, x2.dtype)
+
+    def rows(lo, hi):
+        _sum_exp_rows(x2, m, lo, hi, s, *_scratch(C))
+
+    split_rows(rows, N, x2.size)
+    np.log(s, out=s)
+    s += m
+    return s.reshape(N, 1)
+
+
+def _softmax_fused(x3: np.ndarray, lse: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    N, C = x3.shape[:2]
+    x2 = np.ascontiguousarray(x3.reshape(N, C))
+    lse, scale = np.ascontiguousarray(lse.reshape(N)), np.ascontiguousarray(scale.reshape(N))
+    out = np.empty((N, C), x2.dtype)
+
+    def rows(lo, hi):
+        d, _, bits = _scratch(C)
+        _scaled_softmax_rows(x2, lse, scale, lo, hi, out, d, bits)
+
+    split_rows(rows, N, 2 * x2.size)
+    return out.reshape(N, C, 1)
 
 
 def nll_at_targets(x3, t2, lse, weight, ignore_index):
