@@ -233,3 +233,46 @@ def test_metric_helpers_and_palette():
     rgb = task_segment.colorize(mask)
     assert rgb.shape == (2, 2, 3) and tuple(rgb[0, 0]) == (0, 0, 0)
     assert len({tuple(c) for c in task_segment.PALETTE[:11].tolist()}) == 11  # 11 distinct class colours
+
+
+def test_error_analysis_example_splits_the_errors(fcn_run, monkeypatch):
+    import importlib.util
+
+    from shendu.vision.metrics.segmentation import mean_iou, segmentation_confusion_matrix
+
+    path = os.path.join(os.path.dirname(__file__), "..", "..", "examples", "segmentation_fcn.py")
+    spec = importlib.util.spec_from_file_location("segmentation_fcn", path)
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    run_dir, _ = fcn_run
+
+    def predict(model, images, flip=False, scales=(1.0,)):  # a tiny run predicts only background: use a
+        x = images[:, 0]  # prediction with item/background and class errors instead (items, some pixels)
+        return np.where(x > 0.35, (x * 37).astype(np.int64) % 10 + 1, 0)
+
+    monkeypatch.setattr(task_segment, "predict", predict)
+    got = example.error_analysis(run_dir)
+    assert got["mean_iou"] == pytest.approx(task_segment.evaluate_run(run_dir)["mean_iou"], abs=1e-12)
+    assert 0 < got["item_vs_background_iou"] < 1 and 0 < got["items_mostly_right"] < 1
+    # reference: a loop over scenes and their true classes
+    model, cfg = task_segment.load_segmenter(os.path.join(run_dir, "checkpoints", "last"))
+    batch = task_segment._scenes(cfg, "test", cfg["test_scenes"]).generate(np.arange(cfg["test_scenes"]))
+    truth, pred = batch["masks"], task_segment.predict(model, batch["images"])
+    voted, right, items = pred.copy(), 0, 0
+    for i in range(len(truth)):
+        for c in np.unique(truth[i][truth[i] > 0]):
+            hit = (truth[i] == c) & (pred[i] > 0)
+            counts = np.bincount(pred[i][hit], minlength=11)
+            items += 1
+            right += int(hit.any() and counts.argmax() == c)
+            voted[i][hit] = counts.argmax()
+    k = 11
+    assert got["items"] == items
+    assert got["items_mostly_right"] == pytest.approx(right / items)
+    assert got["mean_iou_with_item_majority_classes"] == pytest.approx(
+        mean_iou(segmentation_confusion_matrix(voted, truth, k)))
+    fixed = np.where((truth > 0) & (pred > 0), truth, pred)
+    assert got["mean_iou_with_true_item_classes"] == pytest.approx(
+        mean_iou(segmentation_confusion_matrix(fixed, truth, k)))
+    fg, said = truth > 0, pred > 0
+    assert got["item_vs_background_iou"] == pytest.approx((fg & said).sum() / (fg | said).sum())
