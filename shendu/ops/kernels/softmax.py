@@ -140,7 +140,8 @@ if AVAILABLE:
         # out = exp(v) for float32 v <= 0 (logits minus their max or their log-sum-exp): v = k ln2 + r
         # with |r| <= ln2 / 2, exp(r) by Cephes' expf polynomial, 2^k written into the exponent bits
         # (``bits``: int32 scratch of v's size). Below -87.33 (exp under float32's smallest normal) the
-        # result is 0; NaN stays NaN. out must not overlap v: LLVM then runs the loop unvectorized.
+        # result is 0; NaN stays NaN. out must not overlap v (if it does, LLVM's runtime check takes the
+        # unvectorized loop).
         for i in range(v.size):
             x = v[i]
             xc = x if x > np.float32(-87.33) else np.float32(-87.33)
