@@ -540,8 +540,8 @@ def local_response_norm(input, size: int, alpha: float = 1e-4, beta: float = 0.7
     >>> import shendu
     >>> import shendu.functional as F
     >>> x = shendu.tensor([[[2.0], [0.0], [0.0]]])
-    >>> F.local_response_norm(x, size=1, alpha=1.0, beta=1.0, k=0.0).flatten().tolist()[0]
-    0.5
+    >>> [round(v, 6) for v in F.local_response_norm(x, size=1, alpha=1.0, beta=1.0, k=1.0).flatten().tolist()]
+    [0.4, 0.0, 0.0]
     """
     op = "local_response_norm"
     input = as_tensor_arg(input)
