@@ -112,11 +112,11 @@ def error_analysis(run_dir: str, flip: bool = False, scales=(1.0,)) -> dict:
     # items: (scene, true class) pairs; per item, how many of its pixels got each predicted class
     region = np.arange(len(truth))[:, None, None] * k + truth
     votes = np.bincount(region[both] * k + pred[both], minlength=len(truth) * k * k).reshape(-1, k)
-    present = np.bincount(region[item].ravel(), minlength=len(truth) * k) > 0
+    present = np.bincount(region[item], minlength=len(truth) * k) > 0
     majority = votes.argmax(1)
     true_class = np.arange(len(truth) * k) % k
     return {"mean_iou": miou(pred),
-            "item_vs_background_iou": float((item & said_item).sum() / (item | said_item).sum()),
+            "item_vs_background_iou": float(both.sum() / (item | said_item).sum()),
             "mean_iou_with_true_item_classes": miou(np.where(both, truth, pred)),
             "items": int(present.sum()),
             "items_mostly_right": float((majority[present] == true_class[present]).mean()),
