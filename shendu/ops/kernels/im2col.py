@@ -8,7 +8,7 @@ unfold`` and of ``w.reshape(K, -1)`` — so the convolution is one GEMM ``y = w.
 Speed decisions:
 
 - No padded copy of the input: for each kernel offset only the rows/columns of the output whose
-  window lands inside the image are copied; the rest of the (reused, zero-filled once) column
+  window lands inside the image are copied; the rest of the (reused, zero-filled once per call) column
   buffer stays zero. That is the padding.
 - The batch is processed in chunks whose column buffer stays cache-sized (``_CHUNK_BYTES``). Maps of
   at least ``_MIN_COLUMNS`` output pixels lay the columns out image by image, one GEMM per image
