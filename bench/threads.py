@@ -4,8 +4,8 @@ A batch of one image gives ``parallel_chunks`` nothing to share out, so shendu s
 convolution's GEMM over its kernel threads (:func:`shendu.ops.kernels.parallel.split_rows`), but only
 when it touches ``MIN_SPLIT_ELEMENTS`` elements. This script measures what a split costs and gains:
 
-- the round trip of handing a no-op to a pool thread and waiting for it (best and median): on a VM an
-  idle core sleeps, and waking it goes through the hypervisor;
+- the round trip of handing a no-op to a pool thread and waiting for it (best and median): the thread
+  sleeps between calls, and on a VM waking it takes tens of microseconds;
 - GEMMs shaped like batch-1 im2col convolutions (``M`` output channels, ``K = C * 9``, ``N`` output
   pixels), timed on one thread (NumPy, BLAS pinned to one thread as the kernels run it), split by
   columns over shendu's two pool threads, and as ``torch.mm`` on one and on two threads (OpenMP, whose
