@@ -19,8 +19,10 @@ from shendu import functional  # noqa: F401
 from shendu.functional import *  # noqa: F401,F403
 from shendu import nn, optim  # noqa: F401,E402
 from shendu.threads import get_num_threads, set_num_threads  # noqa: F401
+from shendu import memory as _memory
 from shendu import threads as _threads
 
+_memory._from_environment()
 _threads._from_environment()
 
 __version__ = "0.1.0"
