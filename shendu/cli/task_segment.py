@@ -20,8 +20,9 @@ With ``pretrain_epochs`` > 0 the backbone is first trained as an item classifier
 one item of the same scale range (side: ``scale_max`` rounded up to a multiple of 32), with the same
 batch size, learning rate, warm-up + cosine schedule and flips; the segmentation training then starts from
 that backbone with a fresh optimizer, as the FCN paper fine-tunes a classifier. Each pretraining epoch's
-test accuracy (items of the *test* split) goes to ``pretrain.jsonl``, the classifier to
-``checkpoints/pretrained``. A run stopped during the pretraining starts it over on ``--resume``.
+test accuracy (items of the *test* split) goes to ``pretrain.jsonl``, the classifier and its optimizer to
+``checkpoints/pretrained`` after every epoch; ``--resume`` of a run stopped during the pretraining continues
+after its last finished epoch.
 """
 
 from __future__ import annotations
@@ -110,13 +111,16 @@ def _random_flips(rng: np.random.Generator, images: np.ndarray, masks: np.ndarra
     return images, masks
 
 
-def _pretrain(model, cfg: dict, run_dir: str, checkpoint: str) -> None:
-    """Train ``model.backbone`` as an item classifier on single-item canvases (see the module doc)."""
+def _pretrain(model, cfg: dict, run_dir: str, checkpoint: str, resume: bool = False) -> None:
+    """Train ``model.backbone`` as an item classifier on single-item canvases (see the module doc), saving
+    the classifier and its optimizer to ``checkpoint`` after every epoch. ``resume``: continue after the
+    epoch saved there (with every epoch done, this only loads the trained backbone)."""
     import shendu
     import shendu.functional as F
     from shendu import optim
     from shendu.data.datasets.scenes import FashionScenes
-    from shendu.train import save_checkpoint
+    from shendu.io.atomic import atomic_write
+    from shendu.train import load_checkpoint, save_checkpoint
     from shendu.vision.segmentation import SceneClassifier
 
     size = -(-cfg["scale_max"] // 32) * 32
@@ -127,13 +131,21 @@ def _pretrain(model, cfg: dict, run_dir: str, checkpoint: str) -> None:
     optimizer = optim.Adam(classifier.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
     steps_per_epoch = cfg["pretrain_steps_per_epoch"] or max(1, len(items["train"]) // cfg["batch_size"])
     total = cfg["pretrain_epochs"] * steps_per_epoch
-    print(f"shendu train: pretraining the backbone to classify single items on {size}px canvases, "
-          f"{cfg['pretrain_epochs']} epochs x {steps_per_epoch} steps")
     log = os.path.join(run_dir, "pretrain.jsonl")
-    if os.path.exists(log):  # a pretraining stopped part-way starts over, and so does its log
-        os.remove(log)
-    step = 0
-    for epoch in range(1, cfg["pretrain_epochs"] + 1):
+    done, step = 0, 0
+    if resume:
+        tree = load_checkpoint(checkpoint, classifier, optimizer)
+        done, step = tree["epoch"], tree["step"]
+        if done >= cfg["pretrain_epochs"]:
+            return
+    rows = []  # the log keeps the rows of the epochs saved, not those of an epoch cut short
+    if os.path.exists(log):
+        with open(log, encoding="utf-8") as f:
+            rows = [line for line in f if line.strip() and json.loads(line)["epoch"] <= done]
+    atomic_write(log, "".join(rows))
+    print(f"shendu train: pretraining the backbone to classify single items on {size}px canvases, "
+          f"{cfg['pretrain_epochs']} epochs x {steps_per_epoch} steps" + (f", from epoch {done + 1}" if done else ""))
+    for epoch in range(done + 1, cfg["pretrain_epochs"] + 1):
         rng = np.random.default_rng([cfg["seed"], epoch, 1])
         order = rng.permutation(len(items["train"]))
         classifier.train()
@@ -159,9 +171,9 @@ def _pretrain(model, cfg: dict, run_dir: str, checkpoint: str) -> None:
                "test_accuracy": correct / len(items["test"])}
         with open(log, "a", encoding="utf-8") as f:
             f.write(json.dumps(row) + "\n")
+        save_checkpoint(checkpoint, classifier, optimizer, epoch=epoch, step=step, config=cfg)
         print(f"pretrain epoch {epoch}/{cfg['pretrain_epochs']}: loss {row['loss']:.4f}, "
               f"test accuracy {row['test_accuracy']:.4f} ({len(items['test'])} items), {row['time']:.0f}s")
-    save_checkpoint(checkpoint, classifier, epoch=cfg["pretrain_epochs"], step=step, config=cfg)
 
 
 def _loss(model, cfg, images: np.ndarray, masks: np.ndarray, rng: np.random.Generator):
@@ -323,13 +335,8 @@ def train(cfg: dict, run_dir: str, resume: bool) -> int:
         raise SystemExit(f"shendu train --task segment: pretrain_epochs needs a model built on the scene backbone "
                          f"({', '.join(m for m in MODELS if m != 'sliding')}), not {cfg['model']}")
     os.makedirs(run_dir, exist_ok=True)  # only once the settings are known to work: a refused run leaves nothing
-    if cfg["pretrain_epochs"] and not (resume and has["last"]):
-        if resume and has["pretrained"]:  # stopped after the pretraining, before the first segmentation epoch
-            weights = load_checkpoint(pretrained, restore_rng=False)["model"]
-            model.backbone.load_state_dict({k[len("backbone."):]: v for k, v in weights.items()
-                                            if k.startswith("backbone.")})
-        else:
-            _pretrain(model, cfg, run_dir, pretrained)
+    if cfg["pretrain_epochs"] and not (resume and has["last"]):  # stopped before the first segmentation epoch
+        _pretrain(model, cfg, run_dir, pretrained, resume=resume and has["pretrained"])
     optimizer = optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg["lr"],
                            weight_decay=cfg["weight_decay"])
     steps_per_epoch = cfg["steps_per_epoch"] or max(1, len(train_set) // cfg["batch_size"])

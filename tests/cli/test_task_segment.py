@@ -210,6 +210,49 @@ def test_pretraining_trains_the_models_own_backbone_and_saves_it(tmp_path):
     assert all(0.0 <= r["test_accuracy"] <= 1.0 and np.isfinite(r["loss"]) for r in rows)
 
 
+def test_a_pretraining_stopped_after_an_epoch_resumes_there_and_ends_as_an_unbroken_one(tmp_path, monkeypatch,
+                                                                                        capsys):
+    import shendu
+    import shendu.train
+    from shendu.train import load_checkpoint
+
+    cfg = {**task_segment.DEFAULTS, **TINY, "pretrain_epochs": 2, "pretrain_steps_per_epoch": 2}
+    whole, broken = tmp_path / "whole", tmp_path / "broken"
+    for d in (whole, broken):
+        d.mkdir()
+
+    def fresh_model():  # as train() builds it: the same initial weights for both runs
+        shendu.manual_seed(cfg["seed"])
+        return task_segment._build(cfg, 11)
+
+    task_segment._pretrain(fresh_model(), cfg, str(whole), str(whole / "pretrained"))
+    save = shendu.train.save_checkpoint
+
+    def save_then_stop(path, *args, epoch, **kw):
+        save(path, *args, epoch=epoch, **kw)
+        if epoch == 1:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(shendu.train, "save_checkpoint", save_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        task_segment._pretrain(fresh_model(), cfg, str(broken), str(broken / "pretrained"))
+    monkeypatch.setattr(shendu.train, "save_checkpoint", save)
+    with open(broken / "pretrain.jsonl", "a") as f:  # as if stopped after logging an epoch it did not save
+        f.write(json.dumps({"epoch": 2, "step": 3}) + "\n")
+    capsys.readouterr()
+    model = task_segment._build(cfg, 11)
+    task_segment._pretrain(model, cfg, str(broken), str(broken / "pretrained"), resume=True)
+    assert "from epoch 2" in capsys.readouterr().out
+    a, b = (load_checkpoint(str(d / "pretrained"), restore_rng=False) for d in (whole, broken))
+    assert (a["epoch"], a["step"]) == (b["epoch"], b["step"]) == (2, 4)
+    for k, v in a["model"].items():
+        np.testing.assert_array_equal(np.asarray(b["model"][k]), np.asarray(v), err_msg=k)
+    for k, v in model.backbone.state_dict().items():  # the model's own backbone holds the result
+        np.testing.assert_array_equal(v.numpy(), np.asarray(a["model"]["backbone." + k]), err_msg=k)
+    rows = [json.loads(line) for line in open(broken / "pretrain.jsonl")]
+    assert [(r["epoch"], r["step"]) for r in rows] == [(1, 2), (2, 4)]
+
+
 def test_a_run_stopped_after_pretraining_resumes_from_the_pretrained_backbone(tmp_path, capsys):
     import shutil
 
