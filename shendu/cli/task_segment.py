@@ -18,7 +18,9 @@ epoch's, which select nothing on the test set), ``segmentation.png`` (test image
 With ``pretrain_epochs`` > 0 the backbone is first trained as an item classifier
 (:class:`~shendu.vision.segmentation.SceneClassifier`: global average pooling + linear) on canvases holding
 one item of the same scale range (side: ``scale_max`` rounded up to a multiple of 32), with the same
-batch size, learning rate, warm-up + cosine schedule and flips; the segmentation training then starts from
+batch size, warm-up + cosine schedule and flips, and Adam at the same learning rate unless
+``pretrain_optimizer`` (``"sgd"``: momentum 0.9, Nesterov), ``pretrain_lr`` or ``pretrain_weight_decay`` say
+otherwise; the segmentation training then starts from
 that backbone with a fresh optimizer, as the FCN paper fine-tunes a classifier. Each pretraining epoch's
 test accuracy (items of the *test* split) goes to ``pretrain.jsonl``, the classifier and its optimizer to
 ``checkpoints/pretrained`` after every epoch; ``--resume`` of a run stopped during the pretraining continues
@@ -61,7 +63,12 @@ DEFAULTS = {
     "model_options": {},       # keyword arguments of the model, e.g. {"widths": [32, 64, 128, 192, 256]}
     "pretrain_epochs": 0,      # first train the backbone to classify single items (not for sliding)
     "pretrain_steps_per_epoch": None,  # default: one pass over train_scenes single-item canvases
+    "pretrain_optimizer": "adam",      # or "sgd" (momentum 0.9, Nesterov), for the pretraining only
+    "pretrain_lr": None,               # default: lr
+    "pretrain_weight_decay": None,     # default: weight_decay
 }
+
+PRETRAIN_OPTIMIZERS = ("adam", "sgd")
 
 MODELS = ("fcn32s", "fcn16s", "fcn8s", "unpool", "nearest", "nails", "sliding")
 
@@ -128,7 +135,12 @@ def _pretrain(model, cfg: dict, run_dir: str, checkpoint: str, resume: bool = Fa
                                   single_object=True, scale=(cfg["scale_min"], cfg["scale_max"]))
              for split, length in (("train", cfg["train_scenes"]), ("test", cfg["test_scenes"]))}
     classifier = SceneClassifier(len(items["train"].classes) - 1, backbone=model.backbone)  # no background class
-    optimizer = optim.Adam(classifier.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
+    lr = cfg["pretrain_lr"] or cfg["lr"]
+    decay = cfg["weight_decay"] if cfg["pretrain_weight_decay"] is None else cfg["pretrain_weight_decay"]
+    if cfg["pretrain_optimizer"] == "sgd":
+        optimizer = optim.SGD(classifier.parameters(), lr=lr, momentum=0.9, nesterov=True, weight_decay=decay)
+    else:
+        optimizer = optim.Adam(classifier.parameters(), lr=lr, weight_decay=decay)
     steps_per_epoch = cfg["pretrain_steps_per_epoch"] or max(1, len(items["train"]) // cfg["batch_size"])
     total = cfg["pretrain_epochs"] * steps_per_epoch
     log = os.path.join(run_dir, "pretrain.jsonl")
@@ -154,7 +166,7 @@ def _pretrain(model, cfg: dict, run_dir: str, checkpoint: str, resume: bool = Fa
             batch = items["train"].generate(order[b * cfg["batch_size"]:(b + 1) * cfg["batch_size"]])
             images = _random_flips(rng, batch["images"])[0] if cfg["flip"] else batch["images"]
             for group in optimizer.param_groups:
-                group["lr"] = _lr_at(cfg, step, total)
+                group["lr"] = _lr_at({**cfg, "lr": lr}, step, total)
             loss = F.cross_entropy(classifier(shendu.tensor(images)), shendu.tensor(batch["labels"][:, 0] - 1))
             optimizer.zero_grad()
             loss.backward()
@@ -334,6 +346,9 @@ def train(cfg: dict, run_dir: str, resume: bool) -> int:
     if cfg["pretrain_epochs"] and not hasattr(model, "backbone"):
         raise SystemExit(f"shendu train --task segment: pretrain_epochs needs a model built on the scene backbone "
                          f"({', '.join(m for m in MODELS if m != 'sliding')}), not {cfg['model']}")
+    if cfg["pretrain_optimizer"] not in PRETRAIN_OPTIMIZERS:
+        raise SystemExit(f"shendu train --task segment: unknown pretrain_optimizer {cfg['pretrain_optimizer']!r}; "
+                         f"choose from {', '.join(PRETRAIN_OPTIMIZERS)}")
     os.makedirs(run_dir, exist_ok=True)  # only once the settings are known to work: a refused run leaves nothing
     if cfg["pretrain_epochs"] and not (resume and has["last"]):  # stopped before the first segmentation epoch
         _pretrain(model, cfg, run_dir, pretrained, resume=resume and has["pretrained"])

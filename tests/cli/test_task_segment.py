@@ -253,6 +253,22 @@ def test_a_pretraining_stopped_after_an_epoch_resumes_there_and_ends_as_an_unbro
     assert [(r["epoch"], r["step"]) for r in rows] == [(1, 2), (2, 4)]
 
 
+def test_pretraining_takes_its_own_optimizer_learning_rate_and_weight_decay(tmp_path):
+    from shendu.train import load_checkpoint
+
+    cfg = {**task_segment.DEFAULTS, **TINY, "pretrain_epochs": 1, "pretrain_steps_per_epoch": 10,
+           "train_scenes": 80, "pretrain_optimizer": "sgd", "pretrain_lr": 0.05, "pretrain_weight_decay": 5e-4}
+    task_segment._pretrain(task_segment._build(cfg, 11), cfg, str(tmp_path), str(tmp_path / "pretrained"))
+    (group,) = load_checkpoint(str(tmp_path / "pretrained"), restore_rng=False)["optimizer"]["param_groups"]
+    assert (group["momentum"], group["nesterov"], group["weight_decay"]) == (0.9, True, 5e-4)
+    # the last step's rate on the warm-up (1 step) + cosine schedule of 10 steps from 0.05
+    assert group["lr"] == pytest.approx(0.05 * 0.5 * (1 + np.cos(np.pi * 8 / 9)))
+    with pytest.raises(SystemExit, match="unknown pretrain_optimizer 'lbfgs'; choose from adam, sgd"):
+        task_segment.train({**TINY, "pretrain_epochs": 1, "pretrain_optimizer": "lbfgs"}, str(tmp_path / "x"),
+                           resume=False)
+    assert not (tmp_path / "x").exists()
+
+
 def test_a_run_stopped_after_pretraining_resumes_from_the_pretrained_backbone(tmp_path, capsys):
     import shutil
 
