@@ -100,13 +100,13 @@ def _build(cfg: dict, num_classes: int):
                          f"{cfg['model']}: {exc}") from None
 
 
-def _lr_at(cfg: dict, step: int, total: int) -> float:
-    """Linear warm-up over the first 3% of the steps, then cosine decay to 0 (a function of the step alone,
-    so a resumed run follows the same schedule)."""
+def _lr_at(lr: float, step: int, total: int) -> float:
+    """Linear warm-up to ``lr`` over the first 3% of the steps, then cosine decay to 0 (a function of the
+    step alone, so a resumed run follows the same schedule)."""
     warm = max(1, int(0.03 * total))
     if step < warm:
-        return cfg["lr"] * (step + 1) / warm
-    return cfg["lr"] * 0.5 * (1 + np.cos(np.pi * min(1.0, (step - warm) / max(1, total - warm))))
+        return lr * (step + 1) / warm
+    return lr * 0.5 * (1 + np.cos(np.pi * min(1.0, (step - warm) / max(1, total - warm))))
 
 
 def _random_flips(rng: np.random.Generator, images: np.ndarray, masks: np.ndarray | None = None) -> tuple:
@@ -166,7 +166,7 @@ def _pretrain(model, cfg: dict, run_dir: str, checkpoint: str, resume: bool = Fa
             batch = items["train"].generate(order[b * cfg["batch_size"]:(b + 1) * cfg["batch_size"]])
             images = _random_flips(rng, batch["images"])[0] if cfg["flip"] else batch["images"]
             for group in optimizer.param_groups:
-                group["lr"] = _lr_at({**cfg, "lr": lr}, step, total)
+                group["lr"] = _lr_at(lr, step, total)
             loss = F.cross_entropy(classifier(shendu.tensor(images)), shendu.tensor(batch["labels"][:, 0] - 1))
             optimizer.zero_grad()
             loss.backward()
@@ -384,7 +384,7 @@ def train(cfg: dict, run_dir: str, resume: bool) -> int:
             if cfg["flip"]:
                 images, masks = _random_flips(rng, images, masks)
             for group in optimizer.param_groups:
-                group["lr"] = _lr_at(cfg, step, total)
+                group["lr"] = _lr_at(cfg["lr"], step, total)
             loss = _loss(model, cfg, images, masks, rng)
             optimizer.zero_grad()
             loss.backward()
