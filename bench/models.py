@@ -13,7 +13,8 @@ the bench checks that outputs (and the first training loss) agree before timing.
 Timing as bench/conv.py: torch and shendu alternate in rounds, each keeps its best wall time, with a 0.3 s
 pause and then back-to-back calls (at least 3 and 0.25 s) per round (``bench._util.interleaved_best``). torch keeps its
 default thread count; shendu uses its chunk threads. ratio = shendu / torch; goal <= 1.25 for inference,
-<= 1.5 for the training step.
+<= 1.5 for the training step. Both run in one process, so both get the allocator setting of
+:mod:`shendu.memory` (freed memory kept for reuse; ``SHENDU_KEEP_FREED_MEMORY=0`` leaves glibc's default).
 
 ``--profile`` (default ResNet-50, inference, batch 32 or ``--profile-batch``) times shendu by op (every
 ``Function.apply``; convs split by kernel size and the algorithm chosen), and torch by aten op, to show where
@@ -334,7 +335,8 @@ def main():
     rounds = 1 if args.quick else args.rounds
     print(f"torch {torch.__version__} ({torch.get_num_threads()} threads), shendu {shendu.__version__} "
           f"({parallel.num_threads()} kernel threads), "
-          f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}; best of {rounds} interleaved "
+          f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}, freed memory kept for both libraries "
+          f"(shendu.memory): {os.environ.get('SHENDU_KEEP_FREED_MEMORY', '1') == '1'}; best of {rounds} interleaved "
           f"round(s) after a warm-up; times in ms\n", flush=True)
     rows = []
     for name in args.models.split(","):
