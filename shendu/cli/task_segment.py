@@ -135,7 +135,7 @@ def _pretrain(model, cfg: dict, run_dir: str, checkpoint: str, resume: bool = Fa
                                   single_object=True, scale=(cfg["scale_min"], cfg["scale_max"]))
              for split, length in (("train", cfg["train_scenes"]), ("test", cfg["test_scenes"]))}
     classifier = SceneClassifier(len(items["train"].classes) - 1, backbone=model.backbone)  # no background class
-    lr = cfg["pretrain_lr"] or cfg["lr"]
+    lr = cfg["lr"] if cfg["pretrain_lr"] is None else cfg["pretrain_lr"]
     decay = cfg["weight_decay"] if cfg["pretrain_weight_decay"] is None else cfg["pretrain_weight_decay"]
     if cfg["pretrain_optimizer"] == "sgd":
         optimizer = optim.SGD(classifier.parameters(), lr=lr, momentum=0.9, nesterov=True, weight_decay=decay)
