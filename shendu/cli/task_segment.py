@@ -350,6 +350,8 @@ def train(cfg: dict, run_dir: str, resume: bool) -> int:
         raise SystemExit(f"shendu train --task segment: unknown pretrain_optimizer {cfg['pretrain_optimizer']!r}; "
                          f"choose from {', '.join(PRETRAIN_OPTIMIZERS)}")
     os.makedirs(run_dir, exist_ok=True)  # only once the settings are known to work: a refused run leaves nothing
+    # Written before the pretraining too: `shendu train --resume` finds the run (and its task) by this file.
+    atomic_write(os.path.join(run_dir, "config.json"), json.dumps(cfg, indent=2, default=str))
     if cfg["pretrain_epochs"] and not (resume and has["last"]):  # stopped before the first segmentation epoch
         _pretrain(model, cfg, run_dir, pretrained, resume=resume and has["pretrained"])
     optimizer = optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg["lr"],
@@ -366,7 +368,6 @@ def train(cfg: dict, run_dir: str, resume: bool) -> int:
         history = (tree.get("extra") or {}).get("history", [])
         best = max([h["test_mean_iou"] for h in history] or [-1.0])
         print(f"shendu train: resuming {run_dir} after epoch {epoch} (step {step})")
-    atomic_write(os.path.join(run_dir, "config.json"), json.dumps(cfg, indent=2, default=str))
     n_params = sum(p.numel() for p in model.parameters())
     print(f"shendu train: segment {cfg['model']} ({n_params:,} parameters) on FashionScenes {cfg['image_size']}px, "
           f"{cfg['epochs']} epochs x {steps_per_epoch} steps of {cfg['batch_size']}, run folder {run_dir}")

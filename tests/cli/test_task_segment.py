@@ -253,6 +253,29 @@ def test_a_pretraining_stopped_after_an_epoch_resumes_there_and_ends_as_an_unbro
     assert [(r["epoch"], r["step"]) for r in rows] == [(1, 2), (2, 4)]
 
 
+def test_shendu_train_resume_continues_a_run_stopped_during_its_pretraining(tmp_path, monkeypatch, capsys):
+    import shendu.train
+    from shendu.cli import main
+
+    run = str(tmp_path / "run")
+    save = shendu.train.save_checkpoint
+
+    def save_then_stop(path, *args, epoch, **kw):
+        save(path, *args, epoch=epoch, **kw)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(shendu.train, "save_checkpoint", save_then_stop)
+    with pytest.raises(KeyboardInterrupt):  # stopped after the first pretraining epoch: no checkpoints/last yet
+        task_segment.train({**TINY, "pretrain_epochs": 2, "pretrain_steps_per_epoch": 1}, run, resume=False)
+    monkeypatch.setattr(shendu.train, "save_checkpoint", save)
+    assert not os.path.exists(os.path.join(run, "checkpoints", "last"))
+    capsys.readouterr()
+    assert main(["train", "--resume", run]) == 0  # finds the run and its task by config.json
+    out = capsys.readouterr().out
+    assert "resuming" in out and "from epoch 2" in out
+    assert len(open(os.path.join(run, "pretrain.jsonl")).readlines()) == 2 and len(_rows(run)) == 1
+
+
 def test_pretraining_takes_its_own_optimizer_learning_rate_and_weight_decay(tmp_path):
     from shendu.train import load_checkpoint
 
