@@ -25,6 +25,12 @@ that backbone with a fresh optimizer, as the FCN paper fine-tunes a classifier. 
 test accuracy (items of the *test* split) goes to ``pretrain.jsonl``, the classifier and its optimizer to
 ``checkpoints/pretrained`` after every epoch; ``--resume`` of a run stopped during the pretraining continues
 after its last finished epoch.
+
+``backbone_from`` starts the backbone from the ``backbone.*`` weights of another checkpoint folder (say
+another run's ``checkpoints/pretrained``, to try segmentation settings without pretraining again; the
+``model_options`` must build the same backbone). ``backbone_lr_scale`` trains the backbone at that fraction
+of the learning rate during the segmentation training (discriminative fine-tuning: a pretrained backbone
+changes less than the new head).
 """
 
 from __future__ import annotations
@@ -66,6 +72,8 @@ DEFAULTS = {
     "pretrain_optimizer": "adam",      # or "sgd" (momentum 0.9, Nesterov), for the pretraining only
     "pretrain_lr": None,               # default: lr
     "pretrain_weight_decay": None,     # default: weight_decay
+    "backbone_from": None,     # a checkpoint folder whose backbone.* weights start the model (transfer learning)
+    "backbone_lr_scale": 1.0,  # the backbone's learning rate in the segmentation training, as a fraction of lr
 }
 
 PRETRAIN_OPTIMIZERS = ("adam", "sgd")
@@ -107,6 +115,37 @@ def _lr_at(lr: float, step: int, total: int) -> float:
     if step < warm:
         return lr * (step + 1) / warm
     return lr * 0.5 * (1 + np.cos(np.pi * min(1.0, (step - warm) / max(1, total - warm))))
+
+
+def _load_backbone(model, cfg: dict) -> None:
+    """Copy the ``backbone.*`` weights of the checkpoint folder ``cfg["backbone_from"]`` into ``model.backbone``."""
+    from shendu.errors import DataError, StateDictError
+    from shendu.train import load_checkpoint
+
+    path = cfg["backbone_from"]
+    try:
+        saved = load_checkpoint(path, restore_rng=False)["model"]
+    except DataError as exc:
+        raise SystemExit(f"shendu train --task segment: backbone_from: {exc}") from None
+    weights = {k[len("backbone."):]: v for k, v in saved.items() if k.startswith("backbone.")}
+    if not weights:
+        raise SystemExit(f"shendu train --task segment: backbone_from {path!r} holds no backbone.* weights")
+    try:
+        model.backbone.load_state_dict(weights)
+    except StateDictError as exc:
+        raise SystemExit(f"shendu train --task segment: the backbone in backbone_from {path!r} does not fit "
+                         f"{cfg['model']} with model_options {cfg['model_options']}: {exc}") from None
+
+
+def _param_groups(model, cfg: dict) -> tuple[list, list]:
+    """The segmentation optimizer's parameter groups and each group's fraction of the learning rate: one
+    group, or with ``backbone_lr_scale`` != 1 the head's parameters and then the backbone's."""
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    if cfg["backbone_lr_scale"] == 1.0:
+        return [{"params": trainable}], [1.0]
+    backbone = {id(p) for p in model.backbone.parameters()}
+    return ([{"params": [p for p in trainable if id(p) not in backbone]},
+             {"params": [p for p in trainable if id(p) in backbone]}], [1.0, float(cfg["backbone_lr_scale"])])
 
 
 def _random_flips(rng: np.random.Generator, images: np.ndarray, masks: np.ndarray | None = None) -> tuple:
@@ -343,9 +382,17 @@ def train(cfg: dict, run_dir: str, resume: bool) -> int:
     classes = list(train_set.classes)
     cfg["classes"], cfg["task"] = classes, "segment"
     model = _build(cfg, len(classes))
-    if cfg["pretrain_epochs"] and not hasattr(model, "backbone"):
-        raise SystemExit(f"shendu train --task segment: pretrain_epochs needs a model built on the scene backbone "
+    uses = [k for k in ("pretrain_epochs", "backbone_from") if cfg[k]] + (
+        ["backbone_lr_scale"] if cfg["backbone_lr_scale"] != 1.0 else [])
+    if uses and not hasattr(model, "backbone"):
+        raise SystemExit(f"shendu train --task segment: {', '.join(uses)} needs a model built on the scene backbone "
                          f"({', '.join(m for m in MODELS if m != 'sliding')}), not {cfg['model']}")
+    scale = cfg["backbone_lr_scale"]
+    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not 0.0 <= scale <= 1.0:
+        raise SystemExit(f"shendu train --task segment: backbone_lr_scale must be in [0, 1], "
+                         f"got {cfg['backbone_lr_scale']!r}")
+    if cfg["backbone_from"] and not (resume and any(has.values())):  # a resumed run has its own weights
+        _load_backbone(model, cfg)
     if cfg["pretrain_optimizer"] not in PRETRAIN_OPTIMIZERS:
         raise SystemExit(f"shendu train --task segment: unknown pretrain_optimizer {cfg['pretrain_optimizer']!r}; "
                          f"choose from {', '.join(PRETRAIN_OPTIMIZERS)}")
@@ -354,8 +401,8 @@ def train(cfg: dict, run_dir: str, resume: bool) -> int:
     atomic_write(os.path.join(run_dir, "config.json"), json.dumps(cfg, indent=2, default=str))
     if cfg["pretrain_epochs"] and not (resume and has["last"]):  # stopped before the first segmentation epoch
         _pretrain(model, cfg, run_dir, pretrained, resume=resume and has["pretrained"])
-    optimizer = optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg["lr"],
-                           weight_decay=cfg["weight_decay"])
+    groups, lr_scales = _param_groups(model, cfg)
+    optimizer = optim.Adam(groups, lr=cfg["lr"], weight_decay=cfg["weight_decay"])
     steps_per_epoch = cfg["steps_per_epoch"] or max(1, len(train_set) // cfg["batch_size"])
     total = cfg["epochs"] * steps_per_epoch
     if cfg["max_steps"]:
@@ -384,8 +431,8 @@ def train(cfg: dict, run_dir: str, resume: bool) -> int:
             images, masks = batch["images"], batch["masks"]
             if cfg["flip"]:
                 images, masks = _random_flips(rng, images, masks)
-            for group in optimizer.param_groups:
-                group["lr"] = _lr_at(cfg["lr"], step, total)
+            for group, scale in zip(optimizer.param_groups, lr_scales):
+                group["lr"] = scale * _lr_at(cfg["lr"], step, total)
             loss = _loss(model, cfg, images, masks, rng)
             optimizer.zero_grad()
             loss.backward()

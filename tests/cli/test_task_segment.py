@@ -310,6 +310,47 @@ def test_a_run_stopped_after_pretraining_resumes_from_the_pretrained_backbone(tm
     assert not (tmp_path / "s").exists()
 
 
+def test_backbone_from_starts_the_model_from_another_checkpoints_backbone(tmp_path):
+    from shendu.train import load_checkpoint
+
+    cfg = {**task_segment.DEFAULTS, **TINY, "pretrain_epochs": 1, "pretrain_steps_per_epoch": 2}
+    task_segment._pretrain(task_segment._build(cfg, 11), cfg, str(tmp_path), str(tmp_path / "pretrained"))
+    pretrained = load_checkpoint(str(tmp_path / "pretrained"), restore_rng=False)["model"]
+    run = str(tmp_path / "run")  # lr 0: the weights stay those loaded (batch norm's running statistics move)
+    assert task_segment.train({**TINY, "backbone_from": str(tmp_path / "pretrained"), "lr": 0.0}, run,
+                              resume=False) == 0
+    model = load_checkpoint(os.path.join(run, "checkpoints", "last"), restore_rng=False)["model"]
+    weights = [k for k in pretrained if k.startswith("backbone.") and k.endswith("weight")]
+    assert weights
+    for k in weights:
+        np.testing.assert_array_equal(np.asarray(model[k]), np.asarray(pretrained[k]), err_msg=k)
+    for cfg, match in [({"backbone_from": str(tmp_path / "none")}, "backbone_from: load_checkpoint: no checkpoint"),
+                       ({"backbone_from": str(tmp_path / "pretrained"), "model_options": {"widths": [8] * 5}},
+                        "(?s)does not fit fcn8s with model_options .* size mismatch for stages.0.0.weight"),
+                       ({"backbone_from": os.path.join(run, "checkpoints", "last"), "model": "sliding"},
+                        "backbone_from needs a model built on the scene backbone"),
+                       ({"backbone_lr_scale": 2}, r"backbone_lr_scale must be in \[0, 1\], got 2")]:
+        with pytest.raises(SystemExit, match=match):
+            task_segment.train({**TINY, **cfg}, str(tmp_path / "x"), resume=False)
+        assert not (tmp_path / "x").exists()
+
+
+def test_backbone_lr_scale_gives_the_backbone_its_fraction_of_the_rate(tmp_path):
+    from shendu.train import load_checkpoint
+
+    cfg = {**task_segment.DEFAULTS, **TINY, "backbone_lr_scale": 0.1}
+    model = task_segment._build(cfg, 11)
+    groups, scales = task_segment._param_groups(model, cfg)
+    assert scales == [1.0, 0.1]
+    assert {id(p) for p in groups[1]["params"]} == {id(p) for p in model.backbone.parameters()}
+    assert len(groups[0]["params"]) + len(groups[1]["params"]) == len(list(model.parameters()))
+    run = str(tmp_path / "run")
+    assert task_segment.train({**TINY, "backbone_lr_scale": 0.1, "max_steps": 1}, run, resume=False) == 0
+    head, backbone = load_checkpoint(os.path.join(run, "checkpoints", "last"),
+                                     restore_rng=False)["optimizer"]["param_groups"]
+    assert backbone["lr"] == pytest.approx(0.1 * head["lr"]) and head["lr"] > 0
+
+
 def test_metric_helpers_and_palette():
     mask = np.array([[0, 1], [10, 3]])
     rgb = task_segment.colorize(mask)
