@@ -431,8 +431,8 @@ def train(cfg: dict, run_dir: str, resume: bool) -> int:
             images, masks = batch["images"], batch["masks"]
             if cfg["flip"]:
                 images, masks = _random_flips(rng, images, masks)
-            for group, scale in zip(optimizer.param_groups, lr_scales):
-                group["lr"] = scale * _lr_at(cfg["lr"], step, total)
+            for group, fraction in zip(optimizer.param_groups, lr_scales):
+                group["lr"] = fraction * _lr_at(cfg["lr"], step, total)
             loss = _loss(model, cfg, images, masks, rng)
             optimizer.zero_grad()
             loss.backward()
