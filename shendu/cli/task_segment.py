@@ -21,7 +21,10 @@ one item of the same scale range (side: ``scale_max`` rounded up to a multiple o
 batch size, warm-up + cosine schedule and flips, and Adam at the same learning rate unless
 ``pretrain_optimizer`` (``"sgd"``: momentum 0.9, Nesterov), ``pretrain_lr`` or ``pretrain_weight_decay`` say
 otherwise; the segmentation training then starts from
-that backbone with a fresh optimizer, as the FCN paper fine-tunes a classifier. Each pretraining epoch's
+that backbone with a fresh optimizer, as the FCN paper fine-tunes a classifier. ``pretrain_head: "fc"``
+(FCNs only) puts the FCN's own ``fc6`` and ``fc7`` between pool5 and the pooling
+(:meth:`~shendu.vision.segmentation.SceneClassifier.from_fcn`), so the FCN starts as the whole classifier
+convolutionalised, with only its score layers new, as in the paper. Each pretraining epoch's
 test accuracy (items of the *test* split) goes to ``pretrain.jsonl``, the classifier and its optimizer to
 ``checkpoints/pretrained`` after every epoch; ``--resume`` of a run stopped during the pretraining continues
 after its last finished epoch.
@@ -72,11 +75,13 @@ DEFAULTS = {
     "pretrain_optimizer": "adam",      # or "sgd" (momentum 0.9, Nesterov), for the pretraining only
     "pretrain_lr": None,               # default: lr
     "pretrain_weight_decay": None,     # default: weight_decay
+    "pretrain_head": "linear",         # or "fc": the FCN's fc6 + fc7 pretrained too (pool5 -> fc6 -> fc7 -> GAP -> fc)
     "backbone_from": None,     # a checkpoint folder whose backbone.* weights start the model (transfer learning)
     "backbone_lr_scale": 1.0,  # the backbone's learning rate in the segmentation training, as a fraction of lr
 }
 
 PRETRAIN_OPTIMIZERS = ("adam", "sgd")
+PRETRAIN_HEADS = ("linear", "fc")
 
 MODELS = ("fcn32s", "fcn16s", "fcn8s", "unpool", "nearest", "nails", "sliding")
 
@@ -173,7 +178,9 @@ def _pretrain(model, cfg: dict, run_dir: str, checkpoint: str, resume: bool = Fa
     items = {split: FashionScenes(split, size=size, seed=cfg["seed"], root=cfg["data_root"], length=length,
                                   single_object=True, scale=(cfg["scale_min"], cfg["scale_max"]))
              for split, length in (("train", cfg["train_scenes"]), ("test", cfg["test_scenes"]))}
-    classifier = SceneClassifier(len(items["train"].classes) - 1, backbone=model.backbone)  # no background class
+    classes = len(items["train"].classes) - 1  # no background class
+    classifier = (SceneClassifier.from_fcn(model, classes) if cfg["pretrain_head"] == "fc"
+                  else SceneClassifier(classes, backbone=model.backbone))
     lr = cfg["lr"] if cfg["pretrain_lr"] is None else cfg["pretrain_lr"]
     decay = cfg["weight_decay"] if cfg["pretrain_weight_decay"] is None else cfg["pretrain_weight_decay"]
     if cfg["pretrain_optimizer"] == "sgd":
@@ -194,7 +201,8 @@ def _pretrain(model, cfg: dict, run_dir: str, checkpoint: str, resume: bool = Fa
         with open(log, encoding="utf-8") as f:
             rows = [line for line in f if line.strip() and json.loads(line)["epoch"] <= done]
     atomic_write(log, "".join(rows))
-    print(f"shendu train: pretraining the backbone to classify single items on {size}px canvases, "
+    print(f"shendu train: pretraining the backbone{' with fc6 and fc7' if classifier.head else ''} to classify "
+          f"single items on {size}px canvases, "
           f"{cfg['pretrain_epochs']} epochs x {steps_per_epoch} steps" + (f", from epoch {done + 1}" if done else ""))
     for epoch in range(done + 1, cfg["pretrain_epochs"] + 1):
         rng = np.random.default_rng([cfg["seed"], epoch, 1])
@@ -396,6 +404,12 @@ def train(cfg: dict, run_dir: str, resume: bool) -> int:
     if cfg["pretrain_optimizer"] not in PRETRAIN_OPTIMIZERS:
         raise SystemExit(f"shendu train --task segment: unknown pretrain_optimizer {cfg['pretrain_optimizer']!r}; "
                          f"choose from {', '.join(PRETRAIN_OPTIMIZERS)}")
+    if cfg["pretrain_head"] not in PRETRAIN_HEADS:
+        raise SystemExit(f"shendu train --task segment: unknown pretrain_head {cfg['pretrain_head']!r}; "
+                         f"choose from {', '.join(PRETRAIN_HEADS)}")
+    if cfg["pretrain_epochs"] and cfg["pretrain_head"] == "fc" and not hasattr(model, "fc6"):
+        raise SystemExit(f"shendu train --task segment: pretrain_head 'fc' pretrains an FCN's fc6 and fc7; "
+                         f"{cfg['model']} has none (use fcn32s, fcn16s or fcn8s, or pretrain_head 'linear')")
     os.makedirs(run_dir, exist_ok=True)  # only once the settings are known to work: a refused run leaves nothing
     # Written before the pretraining too: `shendu train --resume` finds the run (and its task) by this file.
     atomic_write(os.path.join(run_dir, "config.json"), json.dumps(cfg, indent=2, default=str))

@@ -177,11 +177,14 @@ class SceneBackbone(nn.Module):
 
 
 class SceneClassifier(nn.Module):
-    """Item classifier on a :class:`SceneBackbone`: global average pooling of pool5, then one linear layer.
+    """Item classifier on a :class:`SceneBackbone`: global average pooling of pool5 (or of ``head(pool5)``),
+    then one linear layer.
 
     It pretrains the backbone of an :class:`FCN` or :class:`EncoderDecoder` (pass theirs as ``backbone``:
     the two models then share it), as the FCN paper starts from a VGG16 trained to classify ImageNet.
-    Shapes: ``(N, C_in, H, W) -> (N, num_classes)`` logits, H and W multiples of 32.
+    :meth:`from_fcn` also shares the FCN's ``fc6`` and ``fc7`` as the ``head``, so that they start the
+    segmentation trained too: the FCN is then the classifier convolutionalised, as in the paper, with only
+    its score layers new. Shapes: ``(N, C_in, H, W) -> (N, num_classes)`` logits, H and W multiples of 32.
 
     >>> fcn = FCN(num_classes=11)
     >>> clf = SceneClassifier(num_classes=10, backbone=fcn.backbone)
@@ -190,14 +193,33 @@ class SceneClassifier(nn.Module):
     """
 
     def __init__(self, num_classes: int = 10, in_channels: int = 1, widths: tuple = WIDTHS, convs: tuple = CONVS,
-                 backbone: SceneBackbone | None = None):
+                 backbone: SceneBackbone | None = None, head: nn.Module | None = None,
+                 head_channels: int | None = None):
         super().__init__()
+        if (head is None) != (head_channels is None):
+            raise ArgumentError("SceneClassifier: give head and head_channels (its output channels) together")
         self.backbone = backbone if backbone is not None else SceneBackbone(in_channels, widths, convs)
-        self.fc = nn.Linear(self.backbone.widths[-1], num_classes)
+        self.head = head
+        self.fc = nn.Linear(self.backbone.widths[-1] if head is None else head_channels, num_classes)
+
+    @classmethod
+    def from_fcn(cls, fcn: "FCN", num_classes: int = 10) -> "SceneClassifier":
+        """The classifier ``fc(mean(fc7(fc6(pool5))))`` sharing ``fcn``'s backbone, ``fc6`` and ``fc7``.
+
+        >>> fcn = FCN(num_classes=11)
+        >>> clf = SceneClassifier.from_fcn(fcn)
+        >>> clf(shendu.randn(2, 1, 64, 64)).shape, clf.head[0] is fcn.fc6
+        ((2, 10), True)
+        """
+        return cls(num_classes, backbone=fcn.backbone, head=nn.Sequential(fcn.fc6, fcn.fc7),
+                   head_channels=fcn.fc_width)
 
     def forward(self, x):
         _check_size("SceneClassifier", x)
-        return self.fc(self.backbone(x)[-1].mean((2, 3)))
+        features = self.backbone(x)[-1]
+        if self.head is not None:
+            features = self.head(features)
+        return self.fc(features.mean((2, 3)))
 
 
 class FCN(nn.Module):
@@ -220,7 +242,7 @@ class FCN(nn.Module):
         super().__init__()
         if stride not in (8, 16, 32):
             raise ArgumentError(f"FCN: stride must be 32, 16 or 8 (FCN-32s/16s/8s), got {stride}")
-        self.stride, self.num_classes = stride, num_classes
+        self.stride, self.num_classes, self.fc_width = stride, num_classes, fc_width
         self.backbone = SceneBackbone(in_channels, widths, convs)
         w3, w4, w5 = self.backbone.widths[2:]
         self.fc6 = nn.Sequential(*_conv_bn_relu(w5, fc_width), nn.Dropout2d(dropout))

@@ -210,6 +210,34 @@ def test_pretraining_trains_the_models_own_backbone_and_saves_it(tmp_path):
     assert all(0.0 <= r["test_accuracy"] <= 1.0 and np.isfinite(r["loss"]) for r in rows)
 
 
+def test_pretrain_head_fc_trains_the_fcns_own_fc6_and_fc7_with_the_backbone(tmp_path, capsys):
+    from shendu.train import load_checkpoint
+
+    cfg = {**task_segment.DEFAULTS, **TINY, "pretrain_epochs": 1, "pretrain_steps_per_epoch": 2, "pretrain_head": "fc"}
+    model = task_segment._build(cfg, 11)
+    heads = {"fc6": model.fc6, "fc7": model.fc7}
+    before = {name: {k: v.numpy().copy() for k, v in m.state_dict().items()} for name, m in heads.items()}
+    task_segment._pretrain(model, cfg, str(tmp_path), str(tmp_path / "pretrained"))
+    assert "pretraining the backbone with fc6 and fc7" in capsys.readouterr().out
+    saved = load_checkpoint(str(tmp_path / "pretrained"), restore_rng=False)["model"]
+    assert saved["fc.weight"].shape == (10, model.fc_width)  # the classifier reads fc7, not pool5
+    for i, (name, module) in enumerate(heads.items()):  # shared, trained and saved under head.<i>
+        after = module.state_dict()
+        for k, v in after.items():
+            np.testing.assert_array_equal(np.asarray(saved[f"head.{i}.{k}"]), v.numpy())
+        assert any(not np.array_equal(before[name][k], after[k].numpy()) for k in after if k.endswith("weight"))
+    assert not any(k.startswith("score") for k in saved)  # the score layers start fresh, as in the FCN paper
+
+
+def test_pretrain_head_is_checked_before_the_run_folder_is_made(tmp_path):
+    with pytest.raises(SystemExit, match="unknown pretrain_head 'mlp'; choose from linear, fc"):
+        task_segment.train({**TINY, "pretrain_epochs": 1, "pretrain_head": "mlp"}, str(tmp_path / "a"), resume=False)
+    with pytest.raises(SystemExit, match="pretrain_head 'fc' pretrains an FCN's fc6 and fc7; unpool has none"):
+        task_segment.train({**TINY, "model": "unpool", "pretrain_epochs": 1, "pretrain_head": "fc"},
+                           str(tmp_path / "b"), resume=False)
+    assert not any((tmp_path / d).exists() for d in "ab")
+
+
 def test_a_pretraining_stopped_after_an_epoch_resumes_there_and_ends_as_an_unbroken_one(tmp_path, monkeypatch,
                                                                                         capsys):
     import shendu

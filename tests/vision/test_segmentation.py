@@ -24,6 +24,7 @@ from shendu.vision.metrics.segmentation import (
 from shendu.vision.segmentation import (
     FCN,
     BilinearUpsample,
+    SceneClassifier,
     EncoderDecoder,
     SlidingWindowClassifier,
     bilinear_kernel,
@@ -105,6 +106,21 @@ def test_fcn_rejects_sizes_that_are_not_multiples_of_32():
         FCN(stride=4)
     with pytest.raises(ArgumentError, match="unknown model"):
         segmentation_model("unet")
+
+
+def test_scene_classifier_on_an_fcns_fc6_and_fc7_is_the_convolutionalised_classifier():
+    fcn = FCN(num_classes=11, **TINY, fc_width=12)
+    clf = SceneClassifier.from_fcn(fcn, 10)
+    assert clf.backbone is fcn.backbone and clf.head[0] is fcn.fc6 and clf.head[1] is fcn.fc7
+    clf.eval()
+    x = shendu.randn(2, 1, 64, 64)
+    with shendu.no_grad():  # GAP of fc7 over pool5's 2x2 map, then the linear layer
+        pool5 = fcn.backbone(x)[-1]
+        expected = clf.fc(fcn.fc7(fcn.fc6(pool5)).mean((2, 3))).numpy()
+        np.testing.assert_allclose(clf(x).numpy(), expected, rtol=1e-6)
+    assert clf.fc.weight.shape == (10, 12)
+    with pytest.raises(ArgumentError, match="head and head_channels"):
+        SceneClassifier(10, **TINY, head=fcn.fc6)
 
 
 @pytest.mark.parametrize("mode", ["unpool", "nearest", "nails"])
