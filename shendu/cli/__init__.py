@@ -75,8 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--threads", type=int, help="threads for every compute pool (default: all cores; "
                    "a bit-exact resume needs the count of the run it continues)")
 
-    e = sub.add_parser("eval", help="evaluate a checkpoint on its dataset's test split")
-    e.add_argument("checkpoint", help="a run folder or a checkpoint folder")
+    e = sub.add_parser("eval", help="evaluate a checkpoint (or the ensemble of several) on its dataset's test split")
+    e.add_argument("checkpoint", nargs="+", help="a run folder or a checkpoint folder; several: their ensemble "
+                   "(the models' class probabilities averaged), runs of the same task and data")
     e.add_argument("--data-root", dest="data_root")
     e.add_argument("--batch-size", dest="batch_size", type=int, default=256)
     e.add_argument("--plots", metavar="DIR", help="also write confusion.png and predictions.png (a grid of test "
@@ -388,14 +389,30 @@ def cmd_eval(args) -> int:
     from shendu.train import evaluate, plots
     from shendu.train.metrics import ConfusionMatrix
 
-    if _run_config(args.checkpoint).get("task") == "segment":
+    paths = list(args.checkpoint)
+    tasks = {p: _run_config(p).get("task", "classify") for p in paths}
+    if len(set(tasks.values())) > 1:
+        raise SystemExit("shendu eval: an ensemble needs runs of one task, got "
+                         + ", ".join(f"{p} ({t})" for p, t in tasks.items()))
+    if tasks[paths[0]] == "segment":
         from shendu.cli import task_segment
 
-        print(json.dumps(task_segment.evaluate_run(args.checkpoint, flip=args.flip, scales=args.scales), indent=1))
+        result = task_segment.evaluate_run(paths if len(paths) > 1 else paths[0], flip=args.flip, scales=args.scales)
+        print(json.dumps(result, indent=1))
         return 0
     if args.flip or args.scales != (1.0,):
         raise SystemExit("shendu eval: --flip and --scales are for segmentation runs (`shendu train --task segment`)")
-    model, cfg = _load_model(args.checkpoint)
+    loaded = [_load_model(p) for p in paths]
+    model, cfg = loaded[0]
+    for p, (_, other) in zip(paths[1:], loaded[1:]):
+        differ = [k for k in ("dataset", "normalization") if other.get(k) != cfg.get(k)]
+        if differ:
+            raise SystemExit(f"shendu eval: {p} was trained on other data than {paths[0]} (its {' and '.join(differ)} "
+                             f"differ); an ensemble needs runs of the same dataset and preprocessing")
+    if len(loaded) > 1:
+        from shendu.train import Ensemble
+
+        model = Ensemble([m for m, _ in loaded], mode="prob").eval()
     norm = cfg["normalization"]
     test = load_split(cfg["dataset"], False, args.data_root or cfg.get("data_root"),
                       _augmentation("none", norm["size"], norm["mean"], norm["std"]))
@@ -406,6 +423,8 @@ def cmd_eval(args) -> int:
     out = {k: (round(v, 6) if isinstance(v, float) else v) for k, v in result.items() if isinstance(v, (int, float))}
     recall = np.diag(matrix) / np.maximum(matrix.sum(1), 1)
     out["per_class_accuracy"] = {name: round(float(r), 4) for name, r in zip(names, recall)}
+    if len(paths) > 1:
+        out["ensemble"] = paths
     if args.plots:
         os.makedirs(args.plots, exist_ok=True)
         images, labels = next(iter(DataLoader(test, batch_size=32)))

@@ -45,8 +45,8 @@ import time
 
 import numpy as np
 
-__all__ = ["DEFAULTS", "MODELS", "train", "evaluate", "evaluate_run", "predict", "predict_proba", "parse_scales",
-           "colorize", "save_segmentation_figure", "load_segmenter", "add_commands"]
+__all__ = ["DEFAULTS", "MODELS", "train", "evaluate", "evaluate_run", "load_ensemble", "predict", "predict_proba",
+           "parse_scales", "colorize", "save_segmentation_figure", "load_segmenter", "add_commands"]
 
 DEFAULTS = {
     "model": "fcn8s",
@@ -505,12 +505,47 @@ def load_segmenter(path: str):
     return model, cfg
 
 
-def evaluate_run(path: str, flip: bool = False, test_scenes: int | None = None, scales=(1.0,)) -> dict:
+# The settings that make two runs' scenes the same kind of scenes (and their classes the same classes).
+SCENE_KEYS = ("image_size", "max_objects", "scale_min", "scale_max", "classes")
+
+
+def load_ensemble(paths) -> tuple:
+    """``(model, config)`` of one run (its last checkpoint) or of several: their
+    :class:`~shendu.train.Ensemble` (``mode="prob"``: the log of the models' mean class probabilities) with
+    the first run's config. The runs must have been trained on the same kind of scenes (``SCENE_KEYS``:
+    canvas, item scales and count, classes), whatever their seeds; sliding-window runs cannot join one."""
+    from shendu.train import Ensemble
+
+    paths = [str(p) for p in paths]
+    if not paths:
+        raise SystemExit("shendu eval: give at least one run")
+    loaded = []
+    for p in paths:
+        last = os.path.join(p, "checkpoints", "last")
+        loaded.append(load_segmenter(last if os.path.exists(os.path.join(last, "state.json")) else p))
+    if len(loaded) == 1:
+        return loaded[0]
+    cfg = loaded[0][1]
+    for p, (_, other) in zip(paths[1:], loaded[1:]):
+        differ = [k for k in SCENE_KEYS if other.get(k, DEFAULTS.get(k)) != cfg.get(k, DEFAULTS.get(k))]
+        if differ:
+            raise SystemExit(f"shendu eval: {p} was trained on other scenes than {paths[0]} ("
+                             + ", ".join(f"{k} {other.get(k)!r} vs {cfg.get(k)!r}" for k in differ)
+                             + "); an ensemble needs runs of the same scenes")
+    if any(c["model"] == "sliding" for _, c in loaded):
+        raise SystemExit("shendu eval: the sliding-window model cannot join an ensemble (it classifies windows, "
+                         "not whole images)")
+    return Ensemble([m for m, _ in loaded], mode="prob").eval(), cfg
+
+
+def evaluate_run(path, flip: bool = False, test_scenes: int | None = None, scales=(1.0,)) -> dict:
     """``shendu eval`` of a segmentation run: the metrics of :func:`evaluate` on the run's test scenes (its
     ``test_scenes``, or ``test_scenes`` given here), without the confusion matrix, per-class IoU and accuracy
-    by class name. A run folder is scored with its *last* checkpoint (``best`` was picked on these scenes)."""
-    last = os.path.join(path, "checkpoints", "last")
-    model, cfg = load_segmenter(last if os.path.exists(os.path.join(last, "state.json")) else path)
+    by class name. A run folder is scored with its *last* checkpoint (``best`` was picked on these scenes).
+    ``path`` may be a list of runs: their ensemble (:func:`load_ensemble`) is scored on the first run's test
+    scenes (test items are unseen by every run)."""
+    paths = [path] if isinstance(path, (str, os.PathLike)) else list(path)
+    model, cfg = load_ensemble(paths)
     n = cfg["test_scenes"] if test_scenes is None else int(test_scenes)
     limit = cfg["sliding_test_scenes"] if cfg["model"] == "sliding" else None
     result = evaluate(model, _scenes(cfg, "test", n), limit=limit, flip=flip, scales=scales)
@@ -519,6 +554,8 @@ def evaluate_run(path: str, flip: bool = False, test_scenes: int | None = None, 
         result[key] = {name: round(float(v), 4) for name, v in zip(cfg["classes"], result[key])}
     result["flip"] = flip
     result["scales"] = [float(v) for v in scales]
+    if len(paths) > 1:
+        result["ensemble"] = [str(p) for p in paths]
     return result
 
 

@@ -85,3 +85,31 @@ def test_unknown_config_key_is_refused(tmp_path):
 def test_python_dash_m_entry_point():
     out = subprocess.run([sys.executable, "-m", "shendu", "--help"], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and "train" in out.stdout
+
+
+def test_eval_of_several_runs_scores_their_ensemble(run_dir, tmp_path, capsys):
+    import shendu
+    from shendu.cli import _augmentation, _load_model, load_split
+
+    second = tmp_path / "digits2"
+    assert main(["train", "--dataset", "digits", "--epochs", "2", "--batch-size", "64", "--seed", "2",
+                 "--out", str(second)]) == 0
+    capsys.readouterr()
+    assert main(["eval", str(run_dir), str(second)]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["ensemble"] == [str(run_dir), str(second)]
+    # reference: the two models' softmax probabilities on the test split, averaged by hand
+    (m1, cfg), (m2, _) = _load_model(str(run_dir)), _load_model(str(second))
+    norm = cfg["normalization"]
+    test = load_split("digits", False, None, _augmentation("none", norm["size"], norm["mean"], norm["std"]))
+    x = np.stack([np.asarray(test[i][0], np.float32) for i in range(len(test))])
+    y = np.array([int(test[i][1]) for i in range(len(test))])
+    with shendu.no_grad():
+        p = [shendu.functional.softmax(m(shendu.tensor(x)), 1).numpy() for m in (m1, m2)]
+    assert result["accuracy"] == pytest.approx(float(((p[0] + p[1]).argmax(1) == y).mean()), abs=1e-6)  # printed to 6
+
+    cfg2 = json.loads((second / "config.json").read_text())  # other data cannot join
+    cfg2["normalization"]["mean"] = [0.0]
+    (second / "config.json").write_text(json.dumps(cfg2))
+    with pytest.raises(SystemExit, match="trained on other data .* normalization differ"):
+        main(["eval", str(run_dir), str(second)])

@@ -427,3 +427,42 @@ def test_error_analysis_example_splits_the_errors(fcn_run, monkeypatch):
         mean_iou(segmentation_confusion_matrix(fixed, truth, k)))
     fg, said = truth > 0, pred > 0
     assert got["item_vs_background_iou"] == pytest.approx((fg & said).sum() / (fg | said).sum())
+
+
+def test_an_ensemble_of_runs_averages_their_class_probabilities(fcn_run, tmp_path, capsys):
+    import shutil
+
+    from shendu.cli import main
+    from shendu.vision.metrics.segmentation import mean_iou, segmentation_confusion_matrix
+
+    first, cfg = fcn_run
+    second = str(tmp_path / "second")
+    assert task_segment.train({**cfg, "seed": 1, "epochs": 1}, second, resume=False) == 0
+    ensemble, ens_cfg = task_segment.load_ensemble([first, second])
+    members = [task_segment.load_segmenter(os.path.join(p, "checkpoints", "last")) for p in (first, second)]
+    assert ens_cfg == members[0][1]  # scored on the first run's test scenes
+    batch = task_segment._scenes(ens_cfg, "test", ens_cfg["test_scenes"]).generate(np.arange(ens_cfg["test_scenes"]))
+    # reference: each model's softmax probabilities, averaged by hand
+    probs = [task_segment.predict_proba(m, batch["images"]) for m, _ in members]
+    assert np.abs(probs[0] - probs[1]).max() > 1e-3  # two different models
+    expected = (probs[0] + probs[1]) / 2
+    np.testing.assert_allclose(task_segment.predict_proba(ensemble, batch["images"]), expected, atol=1e-6)
+    got = task_segment.evaluate_run([first, second])
+    assert got["ensemble"] == [first, second]
+    assert got["mean_iou"] == pytest.approx(
+        mean_iou(segmentation_confusion_matrix(expected.argmax(1), batch["masks"], 11)), abs=1e-12)
+    capsys.readouterr()
+    assert main(["eval", first, second, "--flip"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["ensemble"] == [first, second] and printed["flip"] is True
+
+    other = str(tmp_path / "other")  # a run of other scenes cannot join
+    shutil.copytree(second, other)
+    state = os.path.join(other, "checkpoints", "last", "state.json")
+    with open(state) as f:
+        tree = json.load(f)
+    tree["config"]["image_size"] = 64
+    with open(state, "w") as f:
+        json.dump(tree, f)
+    with pytest.raises(SystemExit, match="trained on other scenes than .*image_size 64 vs 32"):
+        task_segment.evaluate_run([first, other])

@@ -24,8 +24,8 @@ from shendu.vision.metrics.segmentation import (
 from shendu.vision.segmentation import (
     FCN,
     BilinearUpsample,
-    SceneClassifier,
     EncoderDecoder,
+    SceneClassifier,
     SlidingWindowClassifier,
     bilinear_kernel,
     extract_patches,
