@@ -201,8 +201,8 @@ def _pretrain(model, cfg: dict, run_dir: str, checkpoint: str, resume: bool = Fa
         with open(log, encoding="utf-8") as f:
             rows = [line for line in f if line.strip() and json.loads(line)["epoch"] <= done]
     atomic_write(log, "".join(rows))
-    print(f"shendu train: pretraining the backbone{' with fc6 and fc7' if classifier.head else ''} to classify "
-          f"single items on {size}px canvases, "
+    what = "the backbone" + (" with fc6 and fc7" if classifier.head is not None else "")
+    print(f"shendu train: pretraining {what} to classify single items on {size}px canvases, "
           f"{cfg['pretrain_epochs']} epochs x {steps_per_epoch} steps" + (f", from epoch {done + 1}" if done else ""))
     for epoch in range(done + 1, cfg["pretrain_epochs"] + 1):
         rng = np.random.default_rng([cfg["seed"], epoch, 1])
