@@ -157,7 +157,7 @@ class BatchNormEval(Function):
         offset = xp.zeros(c, x.dtype)
         invstd = 1.0 / xp.sqrt(var.astype(x.dtype, copy=False) + eps)
         scale = invstd if weight is None else invstd * weight
-        fast = _nb.accepts(x3)
+        fast = _nb.accepts(x3, min_size=_nb.AFFINE_MIN_SIZE)
         if fast:
             y = _nb.channel_affine(x3, center, offset, scale, offset if bias is None else bias, x.shape)
         else:  # y = x * scale + (bias - mean * scale): two passes over x, as torch's eval kernel

@@ -32,15 +32,19 @@ __all__ = ["AVAILABLE", "enabled", "accepts", "channel_moments", "channel_grad_s
 enabled = AVAILABLE
 
 _MIN_SIZE = 1 << 15  # below this many elements the NumPy path's lower call overhead wins
+# ... except for the affine pass of batch norm in eval mode: NumPy's two broadcast passes pay a call per
+# channel row. Measured on (1, C, HW) float32: numba 5.9 against NumPy 11.2 us at 64 x 196, 7.2 against 17.8
+# at 32 x 784, 5.8 against 7.2 at 128 x 49; 3.5 against 2.5 us at 8 x 16.
+AFFINE_MIN_SIZE = 1 << 12
 
 
-def accepts(*arrays) -> bool:
+def accepts(*arrays, min_size: int = _MIN_SIZE) -> bool:
     """Whether the kernels should handle these arrays: numba present and enabled, NumPy float32/64
-    arrays of one dtype, large enough to pay for the thread start-up."""
+    arrays of one dtype, at least ``min_size`` elements (large enough to pay for the call)."""
     if not enabled:
         return False
     a0 = arrays[0]
-    if a0.size < _MIN_SIZE or a0.dtype not in (np.float32, np.float64) or 0 in a0.shape:
+    if a0.size < min_size or a0.dtype not in (np.float32, np.float64) or 0 in a0.shape:
         return False
     return all(type(a) is np.ndarray and a.dtype == a0.dtype for a in arrays)
 
