@@ -394,6 +394,9 @@ def cmd_eval(args) -> int:
     if len(set(tasks.values())) > 1:
         raise SystemExit("shendu eval: an ensemble needs runs of one task, got "
                          + ", ".join(f"{p} ({t})" for p, t in tasks.items()))
+    if tasks[paths[0]] not in ("classify", "segment"):
+        raise SystemExit(f"shendu eval scores classification and segmentation runs; {paths[0]} is a "
+                         f"{tasks[paths[0]]} run, whose test figures are in its metrics.jsonl")
     if tasks[paths[0]] == "segment":
         from shendu.cli import task_segment
 

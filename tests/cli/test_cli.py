@@ -113,3 +113,11 @@ def test_eval_of_several_runs_scores_their_ensemble(run_dir, tmp_path, capsys):
     (second / "config.json").write_text(json.dumps(cfg2))
     with pytest.raises(SystemExit, match="trained on other data .* normalization differ"):
         main(["eval", str(run_dir), str(second)])
+
+
+def test_eval_refuses_runs_of_other_tasks_by_name(tmp_path):
+    run = tmp_path / "gan"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps({"task": "gan"}))
+    with pytest.raises(SystemExit, match="classification and segmentation runs; .* is a gan run"):
+        main(["eval", str(run)])
