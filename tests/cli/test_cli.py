@@ -106,7 +106,11 @@ def test_eval_of_several_runs_scores_their_ensemble(run_dir, tmp_path, capsys):
     y = np.array([int(test[i][1]) for i in range(len(test))])
     with shendu.no_grad():
         p = [shendu.functional.softmax(m(shendu.tensor(x)), 1).numpy() for m in (m1, m2)]
-    assert result["accuracy"] == pytest.approx(float(((p[0] + p[1]).argmax(1) == y).mean()), abs=1e-6)  # printed to 6
+    mean = (p[0] + p[1]) / 2
+    assert result["accuracy"] == pytest.approx(float((mean.argmax(1) == y).mean()), abs=1e-6)  # printed to 6
+    # the loss tells the ensemble from either model even where their arg-maxes agree
+    nll = [-np.log(q[np.arange(len(y)), y]).mean() for q in (mean, p[0], p[1])]
+    assert result["loss"] == pytest.approx(nll[0], abs=2e-6) and min(abs(nll[0] - nll[1]), abs(nll[0] - nll[2])) > 1e-4
 
     cfg2 = json.loads((second / "config.json").read_text())  # other data cannot join
     cfg2["normalization"]["mean"] = [0.0]

@@ -38,13 +38,15 @@ _MIN_SIZE = 1 << 15  # below this many elements the NumPy path's lower call over
 AFFINE_MIN_SIZE = 1 << 12
 
 
-def accepts(*arrays, min_size: int = _MIN_SIZE) -> bool:
+def accepts(*arrays, min_size: int | None = None) -> bool:
     """Whether the kernels should handle these arrays: numba present and enabled, NumPy float32/64
-    arrays of one dtype, at least ``min_size`` elements (large enough to pay for the call)."""
+    arrays of one dtype, large enough to pay for the call: ``_MIN_SIZE`` elements, or ``min_size`` when
+    smaller (read at call time, so tests that lower ``_MIN_SIZE`` reach the kernels on small arrays)."""
     if not enabled:
         return False
     a0 = arrays[0]
-    if a0.size < min_size or a0.dtype not in (np.float32, np.float64) or 0 in a0.shape:
+    least = _MIN_SIZE if min_size is None else min(min_size, _MIN_SIZE)
+    if a0.size < least or a0.dtype not in (np.float32, np.float64) or 0 in a0.shape:
         return False
     return all(type(a) is np.ndarray and a.dtype == a0.dtype for a in arrays)
 
