@@ -24,7 +24,9 @@ otherwise; the segmentation training then starts from
 that backbone with a fresh optimizer, as the FCN paper fine-tunes a classifier. ``pretrain_head: "fc"``
 (FCNs only) puts the FCN's own ``fc6`` and ``fc7`` between pool5 and the pooling
 (:meth:`~shendu.vision.segmentation.SceneClassifier.from_fcn`), so the FCN starts as the whole classifier
-convolutionalised, with only its score layers new, as in the paper. Each pretraining epoch's
+convolutionalised, with only its score layers new, as in the paper. ``pretrain_erase`` (a probability) zeroes
+a random rectangle of 10-40% of that share of the items' boxes (:func:`erase_in_boxes`), as the scenes'
+overlapping items hide parts of each other. Each pretraining epoch's
 test accuracy (items of the *test* split) goes to ``pretrain.jsonl``, the classifier and its optimizer to
 ``checkpoints/pretrained`` after every epoch; ``--resume`` of a run stopped during the pretraining continues
 after its last finished epoch.
@@ -46,7 +48,7 @@ import time
 import numpy as np
 
 __all__ = ["DEFAULTS", "MODELS", "train", "evaluate", "evaluate_run", "load_ensemble", "predict", "predict_proba",
-           "parse_scales", "colorize", "save_segmentation_figure", "load_segmenter", "add_commands"]
+           "erase_in_boxes", "parse_scales", "colorize", "save_segmentation_figure", "load_segmenter", "add_commands"]
 
 DEFAULTS = {
     "model": "fcn8s",
@@ -76,6 +78,7 @@ DEFAULTS = {
     "pretrain_lr": None,               # default: lr
     "pretrain_weight_decay": None,     # default: weight_decay
     "pretrain_head": "linear",         # or "fc": the FCN's fc6 + fc7 pretrained too (pool5 -> fc6 -> fc7 -> GAP -> fc)
+    "pretrain_erase": 0.0,             # chance that a pretraining item gets a random part of its box zeroed
     "backbone_from": None,     # a checkpoint folder whose backbone.* weights start the model (transfer learning)
     "backbone_lr_scale": 1.0,  # the backbone's learning rate in the segmentation training, as a fraction of lr
 }
@@ -162,6 +165,34 @@ def _random_flips(rng: np.random.Generator, images: np.ndarray, masks: np.ndarra
     return images, masks
 
 
+def erase_in_boxes(rng: np.random.Generator, images: np.ndarray, boxes: np.ndarray, p: float,
+                   area: tuple = (0.1, 0.4), ratio: tuple = (0.3, 3.3)) -> np.ndarray:
+    """Random erasing inside each image's box: with probability ``p``, zero one rectangle of ``images[i]``
+    (N, C, H, W) within ``boxes[i]`` (N, 4) xyxy.
+
+    Occlusion for the single-item pretraining: in the scenes, later items hide up to 40% of an earlier
+    item's box (the overlap rule of :mod:`shendu.data.datasets.scenes`), so the item classifier should not
+    need the whole item. The rectangle covers ``area`` (uniform) of the box's area with aspect ratio h/w
+    log-uniform in ``ratio`` (Zhong et al. 2017's range), is centred uniformly in the box and clipped to it.
+
+    >>> img = np.ones((1, 1, 8, 8), np.float32)
+    >>> out = erase_in_boxes(np.random.default_rng(0), img, np.array([[2, 2, 6, 6]]), p=1.0)
+    >>> bool(out[0, 0, :2].all() and out[0, 0, 2:6, 2:6].min() == 0), float(out.sum()) < 64
+    (True, True)
+    """
+    n, _, height, width = images.shape
+    x0, y0, x1, y1 = (boxes[:, i].astype(np.float64)[:, None, None] for i in range(4))
+    box_area = (x1 - x0) * (y1 - y0)
+    share = rng.uniform(area[0], area[1], (n, 1, 1))
+    aspect = np.exp(rng.uniform(np.log(ratio[0]), np.log(ratio[1]), (n, 1, 1)))
+    half_h, half_w = np.sqrt(share * box_area * aspect) / 2, np.sqrt(share * box_area / aspect) / 2
+    cy, cx = y0 + rng.random((n, 1, 1)) * (y1 - y0), x0 + rng.random((n, 1, 1)) * (x1 - x0)
+    ys, xs = np.arange(height)[None, :, None] + 0.5, np.arange(width)[None, None, :] + 0.5  # pixel centres
+    cut = ((np.abs(ys - cy) < half_h) & (np.abs(xs - cx) < half_w) & (ys > y0) & (ys < y1) & (xs > x0) & (xs < x1)
+           & (rng.random((n, 1, 1)) < p))
+    return np.where(cut[:, None], np.zeros((), images.dtype), images)
+
+
 def _pretrain(model, cfg: dict, run_dir: str, checkpoint: str, resume: bool = False) -> None:
     """Train ``model.backbone`` as an item classifier on single-item canvases (see the module doc), saving
     the classifier and its optimizer to ``checkpoint`` after every epoch. ``resume``: continue after the
@@ -211,7 +242,10 @@ def _pretrain(model, cfg: dict, run_dir: str, checkpoint: str, resume: bool = Fa
         t0, loss_sum = time.time(), 0.0
         for b in range(steps_per_epoch):
             batch = items["train"].generate(order[b * cfg["batch_size"]:(b + 1) * cfg["batch_size"]])
-            images = _random_flips(rng, batch["images"])[0] if cfg["flip"] else batch["images"]
+            images = batch["images"]
+            if cfg["pretrain_erase"]:  # before the flips, which the boxes do not follow
+                images = erase_in_boxes(rng, images, batch["boxes"][:, 0], cfg["pretrain_erase"])
+            images = _random_flips(rng, images)[0] if cfg["flip"] else images
             for group in optimizer.param_groups:
                 group["lr"] = _lr_at(lr, step, total)
             loss = F.cross_entropy(classifier(shendu.tensor(images)), shendu.tensor(batch["labels"][:, 0] - 1))
@@ -407,6 +441,9 @@ def train(cfg: dict, run_dir: str, resume: bool) -> int:
     if cfg["pretrain_head"] not in PRETRAIN_HEADS:
         raise SystemExit(f"shendu train --task segment: unknown pretrain_head {cfg['pretrain_head']!r}; "
                          f"choose from {', '.join(PRETRAIN_HEADS)}")
+    erase = cfg["pretrain_erase"]
+    if isinstance(erase, bool) or not isinstance(erase, (int, float)) or not 0.0 <= erase <= 1.0:
+        raise SystemExit(f"shendu train --task segment: pretrain_erase is a probability in [0, 1], got {erase!r}")
     if cfg["pretrain_epochs"] and cfg["pretrain_head"] == "fc" and not hasattr(model, "fc6"):
         raise SystemExit(f"shendu train --task segment: pretrain_head 'fc' pretrains an FCN's fc6 and fc7; "
                          f"{cfg['model']} has none (use fcn32s, fcn16s or fcn8s, or pretrain_head 'linear')")

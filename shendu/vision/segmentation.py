@@ -38,6 +38,7 @@ __all__ = ["bilinear_kernel", "BilinearUpsample", "SceneBackbone", "SceneClassif
 
 WIDTHS = (16, 32, 64, 96, 128)  # channels of the five backbone stages (VGG16: 64, 128, 256, 512, 512)
 CONVS = (1, 1, 2, 2, 1)          # 3x3 convs per stage (VGG16: 2, 2, 3, 3, 3)
+BLOCKS = (0, 0, 0, 0, 0)         # residual blocks per stage after its convs (none: the plain VGG-like default)
 
 
 def _bilinear_taps(kernel_size: int) -> np.ndarray:
@@ -138,24 +139,33 @@ class SceneBackbone(nn.Module):
     ``forward(x)`` returns the list of the five pooled maps (strides 2, 4, 8, 16, 32); with
     ``return_indices=True`` also the pooling arg-max indices and the pre-pool sizes (for unpooling).
     Sized for 64x64 or 96x96 single-channel scenes: widths ``(16, 32, 64, 96, 128)`` with ``(1, 1, 2, 2, 1)``
-    convs per stage (about 0.3M parameters).
+    convs per stage (about 0.3M parameters). ``blocks`` appends that many residual blocks to each stage after
+    its convs (ResNet's :class:`~shendu.models.resnet.BasicBlock`: two 3x3 conv + BN with an identity
+    shortcut, ``relu(x + bn(conv(relu(bn(conv(x))))))``), for a deeper backbone that still trains well.
 
     >>> net = SceneBackbone()
     >>> [tuple(p.shape) for p in net(shendu.randn(1, 1, 64, 64))][2:]
     [(1, 64, 8, 8), (1, 96, 4, 4), (1, 128, 2, 2)]
     """
 
-    def __init__(self, in_channels: int = 1, widths: tuple = WIDTHS, convs: tuple = CONVS):
+    def __init__(self, in_channels: int = 1, widths: tuple = WIDTHS, convs: tuple = CONVS, blocks: tuple = BLOCKS):
         super().__init__()
-        if len(widths) != 5 or len(convs) != 5:
-            raise ArgumentError(f"SceneBackbone: expected 5 widths and 5 conv counts, got {widths} and {convs}")
+        from shendu.models.resnet import BasicBlock
+
+        if len(widths) != 5 or len(convs) != 5 or len(blocks) != 5:
+            raise ArgumentError(f"SceneBackbone: expected 5 widths, 5 conv counts and 5 block counts, got {widths}, "
+                                f"{convs} and {blocks}")
+        if min(convs) < 1 or min(blocks) < 0:
+            raise ArgumentError(f"SceneBackbone: every stage needs at least 1 conv (it sets the stage's width) and "
+                                f"no negative block count, got convs {convs} and blocks {blocks}")
         self.widths = tuple(int(w) for w in widths)
         stages, c = [], in_channels
-        for width, n in zip(self.widths, convs):
+        for width, n, n_blocks in zip(self.widths, convs, blocks):
             layers = []
             for _ in range(n):
                 layers += _conv_bn_relu(c, width)
                 c = width
+            layers += [BasicBlock(width, width) for _ in range(n_blocks)]
             stages.append(nn.Sequential(*layers))
         self.stages = nn.ModuleList(stages)
         for m in self.modules():
@@ -193,12 +203,12 @@ class SceneClassifier(nn.Module):
     """
 
     def __init__(self, num_classes: int = 10, in_channels: int = 1, widths: tuple = WIDTHS, convs: tuple = CONVS,
-                 backbone: SceneBackbone | None = None, head: nn.Module | None = None,
+                 blocks: tuple = BLOCKS, backbone: SceneBackbone | None = None, head: nn.Module | None = None,
                  head_channels: int | None = None):
         super().__init__()
         if (head is None) != (head_channels is None):
             raise ArgumentError("SceneClassifier: give head and head_channels (its output channels) together")
-        self.backbone = backbone if backbone is not None else SceneBackbone(in_channels, widths, convs)
+        self.backbone = backbone if backbone is not None else SceneBackbone(in_channels, widths, convs, blocks)
         self.head = head
         self.fc = nn.Linear(self.backbone.widths[-1] if head is None else head_channels, num_classes)
 
@@ -238,12 +248,12 @@ class FCN(nn.Module):
     """
 
     def __init__(self, num_classes: int = 11, in_channels: int = 1, stride: int = 8, widths: tuple = WIDTHS,
-                 convs: tuple = CONVS, fc_width: int = 256, dropout: float = 0.1):
+                 convs: tuple = CONVS, fc_width: int = 256, dropout: float = 0.1, blocks: tuple = BLOCKS):
         super().__init__()
         if stride not in (8, 16, 32):
             raise ArgumentError(f"FCN: stride must be 32, 16 or 8 (FCN-32s/16s/8s), got {stride}")
         self.stride, self.num_classes, self.fc_width = stride, num_classes, fc_width
-        self.backbone = SceneBackbone(in_channels, widths, convs)
+        self.backbone = SceneBackbone(in_channels, widths, convs, blocks)
         w3, w4, w5 = self.backbone.widths[2:]
         self.fc6 = nn.Sequential(*_conv_bn_relu(w5, fc_width), nn.Dropout2d(dropout))
         self.fc7 = nn.Sequential(nn.Conv2d(fc_width, fc_width, 1), nn.ReLU(inplace=True), nn.Dropout2d(dropout))
@@ -288,12 +298,12 @@ class EncoderDecoder(nn.Module):
     """
 
     def __init__(self, num_classes: int = 11, in_channels: int = 1, upsampling: str = "unpool",
-                 widths: tuple = WIDTHS, convs: tuple = CONVS):
+                 widths: tuple = WIDTHS, convs: tuple = CONVS, blocks: tuple = BLOCKS):
         super().__init__()
         if upsampling not in UPSAMPLING:
             raise ArgumentError(f"EncoderDecoder: upsampling must be one of {UPSAMPLING}, got {upsampling!r}")
         self.upsampling, self.num_classes = upsampling, num_classes
-        self.backbone = SceneBackbone(in_channels, widths, convs)
+        self.backbone = SceneBackbone(in_channels, widths, convs, blocks)
         w = self.backbone.widths
         outs = (w[0],) + w[:-1]  # stage s maps width w[s] back to w[s-1]; the last keeps w[0]
         self.decoder = nn.ModuleList([nn.Sequential(*_conv_bn_relu(w[s], outs[s])) for s in range(5)])

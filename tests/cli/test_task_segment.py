@@ -229,6 +229,47 @@ def test_pretrain_head_fc_trains_the_fcns_own_fc6_and_fc7_with_the_backbone(tmp_
     assert not any(k.startswith("score") for k in saved)  # the score layers start fresh, as in the FCN paper
 
 
+def test_erase_in_boxes_zeroes_one_rectangle_within_each_box():
+    rng = np.random.default_rng(0)
+    n = 4000
+    images = np.ones((n, 1, 32, 32), np.float32)
+    x0, y0 = rng.integers(0, 12, n), rng.integers(0, 12, n)
+    boxes = np.stack([x0, y0, x0 + 20, y0 + 20], 1)
+    out = task_segment.erase_in_boxes(rng, images, boxes, p=0.5)
+    ys, xs, top, left = np.arange(32)[None, :, None], np.arange(32)[None, None, :], y0[:, None, None], x0[:, None, None]
+    inside = (ys >= top) & (ys < top + 20) & (xs >= left) & (xs < left + 20)
+    cut = out[:, 0] == 0
+    assert not (cut & ~inside).any() and out.dtype == np.float32  # nothing outside the box changes
+    hit = cut.any((1, 2))
+    assert 0.47 < hit.mean() < 0.53  # p = 0.5
+    share = cut[hit].sum((1, 2)) / 400.0  # of the 20 x 20 box: at most 40% (+ the pixel grid), clipped ones less
+    assert share.max() <= 0.45 and 0.12 < share.mean() < 0.3
+    rows, cols = np.nonzero(cut[np.flatnonzero(hit)[0]])
+    assert rows.size == (np.ptp(rows) + 1) * (np.ptp(cols) + 1)  # one solid rectangle
+    assert np.array_equal(task_segment.erase_in_boxes(rng, images[:8], boxes[:8], p=0.0), images[:8])
+
+
+def test_pretrain_erase_occludes_the_training_items_only(tmp_path, monkeypatch):
+    calls = []
+    erase = task_segment.erase_in_boxes
+
+    def recording(rng, images, boxes, p):
+        calls.append((images.shape, boxes.shape, p))
+        return erase(rng, images, boxes, p)
+
+    monkeypatch.setattr(task_segment, "erase_in_boxes", recording)
+    cfg = {**task_segment.DEFAULTS, **TINY, "pretrain_epochs": 1, "pretrain_steps_per_epoch": 2}
+    task_segment._pretrain(task_segment._build(cfg, 11), cfg, str(tmp_path / "a"), str(tmp_path / "a" / "ck"))
+    assert calls == []  # off by default: the runs made before the option draw the same numbers
+    cfg["pretrain_erase"] = 0.5
+    task_segment._pretrain(task_segment._build(cfg, 11), cfg, str(tmp_path / "b"), str(tmp_path / "b" / "ck"))
+    assert calls == [((8, 1, 32, 32), (8, 4), 0.5)] * 2  # each training batch, with the items' boxes
+    for bad in (1.5, -0.1, True, "half"):
+        with pytest.raises(SystemExit, match="pretrain_erase is a probability in"):
+            task_segment.train({**TINY, "pretrain_epochs": 1, "pretrain_erase": bad}, str(tmp_path / "c"), resume=False)
+    assert not (tmp_path / "c").exists()
+
+
 def test_pretrain_head_is_checked_before_the_run_folder_is_made(tmp_path):
     with pytest.raises(SystemExit, match="unknown pretrain_head 'mlp'; choose from linear, fc"):
         task_segment.train({**TINY, "pretrain_epochs": 1, "pretrain_head": "mlp"}, str(tmp_path / "a"), resume=False)

@@ -108,6 +108,28 @@ def test_fcn_rejects_sizes_that_are_not_multiples_of_32():
         segmentation_model("unet")
 
 
+def test_backbone_residual_blocks_follow_each_stages_convs():
+    from shendu.models.resnet import BasicBlock
+    from shendu.vision.segmentation import SceneBackbone
+
+    plain = SceneBackbone(1, (4, 4, 6, 6, 8), (1, 1, 1, 1, 1))
+    deep = SceneBackbone(1, (4, 4, 6, 6, 8), (1, 1, 1, 1, 1), blocks=(0, 1, 0, 2, 0))
+    assert [sum(isinstance(m, BasicBlock) for m in stage) for stage in deep.stages] == [0, 1, 0, 2, 0]
+    assert isinstance(deep.stages[3][-1], BasicBlock) and isinstance(deep.stages[3][0], shendu.nn.Conv2d)
+    # each block adds two 3x3 convs of width w (9 w^2 weights each, no bias) and two BNs (2 w each)
+    n = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    assert n(deep) - n(plain) == 1 * (2 * 9 * 4 * 4 + 4 * 4) + 2 * (2 * 9 * 6 * 6 + 4 * 6)
+    x = shendu.randn(2, 1, 64, 64)
+    assert [p.shape for p in deep(x)] == [p.shape for p in plain(x)]
+    # the default keeps the plain backbone's parameter names (older checkpoints load unchanged)
+    assert dict(FCN(**TINY).named_parameters()).keys() == dict(FCN(**TINY, blocks=(0,) * 5).named_parameters()).keys()
+    assert FCN(**TINY, blocks=(0, 0, 1, 0, 0))(x).shape == (2, 11, 64, 64)
+    with pytest.raises(ArgumentError, match="5 block counts"):
+        SceneBackbone(blocks=(1, 1))
+    with pytest.raises(ArgumentError, match="at least 1 conv"):
+        SceneBackbone(convs=(1, 0, 1, 1, 1))
+
+
 def test_scene_classifier_on_an_fcns_fc6_and_fc7_is_the_convolutionalised_classifier():
     fcn = FCN(num_classes=11, **TINY, fc_width=12)
     clf = SceneClassifier.from_fcn(fcn, 10)
