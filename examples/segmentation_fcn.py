@@ -10,6 +10,7 @@ set), from the last epoch of each run, with the inference time per image and the
     python examples/segmentation_fcn.py --table-only             # rebuild the table from finished runs
     python examples/segmentation_fcn.py --stride-bound           # what the output stride alone allows
     python examples/segmentation_fcn.py --errors RUN [--flip] [--scales 0.75,1,1.25,1.5]   # where a run's errors are
+    python examples/segmentation_fcn.py --occlusion RUN         # its item classifier on whole and occluded items
 
 ``--stride-bound`` scores :func:`~shendu.vision.segmentation.stride_limited_masks` (the truth averaged over
 each output cell, upsampled like FCN's last layer) on 300 test scenes, for several canvas sizes and
@@ -23,6 +24,13 @@ item-vs-background IoU; the mIoU if every pixel predicted as some item got its t
 errors alone remain); the share of items whose predicted pixels mostly carry the true class; and the mIoU
 once every item's predicted pixels take the item's majority class (what consistent labelling within an item
 would give).
+
+``--occlusion RUN`` asks how much of the item classes' errors the scenes themselves cause. It scores the run's
+*pretrained* item classifier (``checkpoints/pretrained``) on whole single items of the test split in
+``--bins`` size ranges spanning the run's item scales (``--items`` per range), then on the items of the
+run's test scenes, each cut out in a window of the pretraining canvas's side centred on its box: once as the
+scene shows it (neighbours in view), once with every pixel not of the item's class zeroed (the item alone,
+as much of it as the items drawn over it leave visible).
 
 A run that already exists is resumed (so an interrupted script continues where it stopped) and a finished
 one is only read.
@@ -124,6 +132,57 @@ def error_analysis(run_dir: str, flip: bool = False, scales=(1.0,)) -> dict:
             "flip": flip, "scales": [float(v) for v in scales]}
 
 
+def scene_item_crops(batch: dict, side: int) -> tuple:
+    """The items of ``FashionScenes.generate`` scenes, each cut out in a ``side`` x ``side`` window centred on
+    its box (zero outside the canvas): ``(as_seen, alone, labels)``, ``alone`` with every pixel whose mask
+    class is not the item's zeroed; ``labels`` are the items' Fashion-MNIST classes (0-9)."""
+    from shendu.vision.segmentation import extract_patches
+
+    scene, slot = np.nonzero(batch["valid"])
+    boxes = batch["boxes"][scene, slot]
+    ys = ((boxes[:, 1] + boxes[:, 3]) / 2).astype(np.int64)
+    xs = ((boxes[:, 0] + boxes[:, 2]) / 2).astype(np.int64)
+    labels = batch["labels"][scene, slot]
+    as_seen = extract_patches(batch["images"], scene, ys, xs, side)
+    classes = extract_patches(batch["masks"][:, None].astype(np.float32), scene, ys, xs, side)
+    alone = np.where(classes == labels[:, None, None, None], as_seen, np.float32(0))
+    return as_seen, alone, labels - 1
+
+
+def occlusion_analysis(run_dir: str, items: int = 3000, bins: int = 4) -> dict:
+    """A run's pretrained item classifier on whole items by size and on its test scenes' items (see the
+    module docstring), as a dict of accuracies."""
+    import shendu
+    from shendu.data.datasets.scenes import FashionScenes
+    from shendu.train import load_checkpoint
+
+    path = os.path.join(run_dir, "checkpoints", "pretrained")
+    if not os.path.exists(os.path.join(path, "state.json")):
+        raise SystemExit(f"--occlusion: {run_dir!r} has no pretrained item classifier (checkpoints/pretrained)")
+    cfg = {**task_segment.DEFAULTS, **load_checkpoint(path, restore_rng=False)["config"]}
+    classifier = task_segment.item_classifier(task_segment._build(cfg, len(cfg["classes"])), cfg)
+    load_checkpoint(path, classifier, restore_rng=False)
+    classifier.eval()
+
+    def accuracy(images, labels):
+        with shendu.no_grad():
+            pred = np.concatenate([classifier(shendu.tensor(images[i:i + 200])).numpy().argmax(1)
+                                   for i in range(0, len(images), 200)])
+        return float((pred == labels).mean())
+
+    side = task_segment.pretrain_canvas(cfg)
+    edges = np.linspace(cfg["scale_min"], cfg["scale_max"] + 1, bins + 1).round().astype(int)
+    by_size = {}
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        whole = FashionScenes("test", size=side, seed=cfg["seed"], root=cfg["data_root"], length=items,
+                              single_object=True, scale=(lo, hi - 1)).generate(np.arange(items))
+        by_size[f"{lo}-{hi - 1}px"] = accuracy(whole["images"], whole["labels"][:, 0] - 1)
+    scenes = task_segment._scenes(cfg, "test", cfg["test_scenes"])
+    as_seen, alone, labels = scene_item_crops(scenes.generate(np.arange(len(scenes))), side)
+    return {"whole_items_by_size": by_size, "whole_items_each": items, "scene_items": int(len(labels)),
+            "scene_items_as_seen": accuracy(as_seen, labels), "scene_items_alone": accuracy(alone, labels)}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--models", default="fcn32s,fcn16s,fcn8s")
@@ -139,7 +198,14 @@ def main() -> None:
     p.add_argument("--errors", metavar="RUN", help="print where a trained run's test errors are (JSON) and exit")
     p.add_argument("--flip", action="store_true", help="--errors: mirror test-time augmentation")
     p.add_argument("--scales", type=task_segment.parse_scales, default=(1.0,), help="--errors: e.g. 0.75,1,1.25,1.5")
+    p.add_argument("--occlusion", metavar="RUN", help="print its item classifier's accuracy on whole and on "
+                   "occluded items (JSON) and exit")
+    p.add_argument("--items", type=int, default=3000, help="--occlusion: whole items per size range")
+    p.add_argument("--bins", type=int, default=4, help="--occlusion: size ranges")
     args = p.parse_args()
+    if args.occlusion:
+        print(json.dumps(occlusion_analysis(args.occlusion, args.items, args.bins), indent=1))
+        return
     if args.stride_bound:
         print(stride_bound(), end="")
         return

@@ -48,7 +48,8 @@ import time
 import numpy as np
 
 __all__ = ["DEFAULTS", "MODELS", "train", "evaluate", "evaluate_run", "load_ensemble", "predict", "predict_proba",
-           "erase_in_boxes", "parse_scales", "colorize", "save_segmentation_figure", "load_segmenter", "add_commands"]
+           "erase_in_boxes", "item_classifier", "pretrain_canvas", "parse_scales", "colorize",
+           "save_segmentation_figure", "load_segmenter", "add_commands"]
 
 DEFAULTS = {
     "model": "fcn8s",
@@ -193,6 +194,22 @@ def erase_in_boxes(rng: np.random.Generator, images: np.ndarray, boxes: np.ndarr
     return np.where(cut[:, None], np.zeros((), images.dtype), images)
 
 
+def pretrain_canvas(cfg: dict) -> int:
+    """Side of the pretraining's single-item canvases: ``scale_max`` rounded up to a multiple of 32."""
+    return -(-cfg["scale_max"] // 32) * 32
+
+
+def item_classifier(model, cfg: dict):
+    """The pretraining's item classifier (10 classes) on ``model``'s backbone (shared, not copied), with the
+    FCN's ``fc6`` and ``fc7`` between pool5 and the pooling if ``cfg["pretrain_head"]`` is ``"fc"``."""
+    from shendu.data.datasets.scenes import FashionScenes
+    from shendu.vision.segmentation import SceneClassifier
+
+    classes = len(FashionScenes.classes) - 1  # the items' classes: no background
+    return (SceneClassifier.from_fcn(model, classes) if cfg["pretrain_head"] == "fc"
+            else SceneClassifier(classes, backbone=model.backbone))
+
+
 def _pretrain(model, cfg: dict, run_dir: str, checkpoint: str, resume: bool = False) -> None:
     """Train ``model.backbone`` as an item classifier on single-item canvases (see the module doc), saving
     the classifier and its optimizer to ``checkpoint`` after every epoch. ``resume``: continue after the
@@ -203,15 +220,12 @@ def _pretrain(model, cfg: dict, run_dir: str, checkpoint: str, resume: bool = Fa
     from shendu.data.datasets.scenes import FashionScenes
     from shendu.io.atomic import atomic_write
     from shendu.train import load_checkpoint, save_checkpoint
-    from shendu.vision.segmentation import SceneClassifier
 
-    size = -(-cfg["scale_max"] // 32) * 32
+    size = pretrain_canvas(cfg)
     items = {split: FashionScenes(split, size=size, seed=cfg["seed"], root=cfg["data_root"], length=length,
                                   single_object=True, scale=(cfg["scale_min"], cfg["scale_max"]))
              for split, length in (("train", cfg["train_scenes"]), ("test", cfg["test_scenes"]))}
-    classes = len(items["train"].classes) - 1  # no background class
-    classifier = (SceneClassifier.from_fcn(model, classes) if cfg["pretrain_head"] == "fc"
-                  else SceneClassifier(classes, backbone=model.backbone))
+    classifier = item_classifier(model, cfg)
     lr = cfg["lr"] if cfg["pretrain_lr"] is None else cfg["pretrain_lr"]
     decay = cfg["weight_decay"] if cfg["pretrain_weight_decay"] is None else cfg["pretrain_weight_decay"]
     if cfg["pretrain_optimizer"] == "sgd":

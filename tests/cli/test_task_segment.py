@@ -428,14 +428,9 @@ def test_metric_helpers_and_palette():
 
 
 def test_error_analysis_example_splits_the_errors(fcn_run, monkeypatch):
-    import importlib.util
-
     from shendu.vision.metrics.segmentation import mean_iou, segmentation_confusion_matrix
 
-    path = os.path.join(os.path.dirname(__file__), "..", "..", "examples", "segmentation_fcn.py")
-    spec = importlib.util.spec_from_file_location("segmentation_fcn", path)
-    example = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(example)
+    example = _example()
     run_dir, _ = fcn_run
 
     def predict(model, images, flip=False, scales=(1.0,)):  # a tiny run predicts only background: use a
@@ -468,6 +463,53 @@ def test_error_analysis_example_splits_the_errors(fcn_run, monkeypatch):
         mean_iou(segmentation_confusion_matrix(fixed, truth, k)))
     fg, said = truth > 0, pred > 0
     assert got["item_vs_background_iou"] == pytest.approx((fg & said).sum() / (fg | said).sum())
+
+
+def _example():
+    import importlib.util
+
+    path = os.path.join(os.path.dirname(__file__), "..", "..", "examples", "segmentation_fcn.py")
+    spec = importlib.util.spec_from_file_location("segmentation_fcn", path)
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    return example
+
+
+def test_scene_item_crops_cut_each_item_out_around_its_box():
+    from shendu.data.datasets.scenes import FashionScenes
+
+    batch = FashionScenes("test", size=64, max_objects=3, length=20, scale=(20, 36)).generate(np.arange(20))
+    as_seen, alone, labels = _example().scene_item_crops(batch, 32)
+    scene, slot = np.nonzero(batch["valid"])
+    assert as_seen.shape == alone.shape == (len(scene), 1, 32, 32) and len(scene) > 20  # several items per scene
+    padded = np.pad(batch["images"][:, 0], ((0, 0), (16, 16), (16, 16)))
+    padded_masks = np.pad(batch["masks"], ((0, 0), (16, 16), (16, 16)))
+    for i, (n, k) in enumerate(zip(scene, slot)):  # reference: one item at a time
+        x0, y0, x1, y1 = batch["boxes"][n, k]
+        cy, cx = int((y0 + y1) / 2), int((x0 + x1) / 2)
+        window = padded[n, cy:cy + 32, cx:cx + 32]
+        np.testing.assert_array_equal(as_seen[i, 0], window)
+        own = padded_masks[n, cy:cy + 32, cx:cx + 32] == batch["labels"][n, k]
+        np.testing.assert_array_equal(alone[i, 0], np.where(own, window, 0))
+        assert labels[i] == batch["labels"][n, k] - 1
+    assert (alone != as_seen).any()  # some items have neighbours in view
+
+
+def test_occlusion_example_scores_the_pretrained_classifier(tmp_path):
+    run_dir = str(tmp_path / "run")
+    cfg = {**TINY, "pretrain_epochs": 1, "pretrain_steps_per_epoch": 2}
+    assert task_segment.train(cfg, run_dir, resume=False) == 0
+    example = _example()
+    got = example.occlusion_analysis(run_dir, items=TINY["test_scenes"], bins=1)
+    # one size range over the run's scales is the pretraining's own test set: the same accuracy
+    last = [json.loads(line) for line in open(os.path.join(run_dir, "pretrain.jsonl"))][-1]
+    assert got["whole_items_by_size"] == {"8-16px": pytest.approx(last["test_accuracy"], abs=1e-12)}
+    scenes = task_segment._scenes({**task_segment.DEFAULTS, **TINY}, "test", TINY["test_scenes"])
+    assert got["scene_items"] == int(scenes.generate(np.arange(TINY["test_scenes"]))["valid"].sum())
+    assert 0 <= got["scene_items_as_seen"] <= 1 and 0 <= got["scene_items_alone"] <= 1
+    assert len(example.occlusion_analysis(run_dir, items=8, bins=3)["whole_items_by_size"]) == 3
+    with pytest.raises(SystemExit, match="no pretrained item classifier"):
+        example.occlusion_analysis(str(tmp_path / "nothing"))
 
 
 def test_an_ensemble_of_runs_averages_their_class_probabilities(fcn_run, tmp_path, capsys):
