@@ -23,7 +23,8 @@ boundaries cost and what the item classes cost. An *item* here is the pixels of 
 item-vs-background IoU; the mIoU if every pixel predicted as some item got its true class (the boundary
 errors alone remain); the share of items whose predicted pixels mostly carry the true class; and the mIoU
 once every item's predicted pixels take the item's majority class (what consistent labelling within an item
-would give).
+would give); and the share of items mostly right by how much of the item's box the items drawn after it cover
+(none, under 0.2, 0.2-0.3, 0.3 and more; the overlap rule allows 0.4).
 
 ``--occlusion RUN`` asks how much of the item classes' errors the scenes themselves cause. It scores the run's
 *pretrained* item classifier (``checkpoints/pretrained``) on whole single items of the test split in
@@ -98,6 +99,44 @@ def stride_bound(scenes: int = 300) -> str:
     return "\n".join(lines) + "\n"
 
 
+# Shares of an item's box under later items' boxes: [lo, hi) bins, the first for items not covered at all.
+COVER_BINS = {"none": (0.0, 0.0), "under 0.2": (1e-9, 0.2), "0.2-0.3": (0.2, 0.3), "0.3 and more": (0.3, 1.0)}
+
+
+def box_cover(boxes: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """(B, K): the share of each item's box under the boxes of the items drawn after it (slots k+1...),
+    summed over them as the scenes' overlap rule counts it (so at most 0.4)."""
+    x0, y0, x1, y1 = (boxes[..., i].astype(np.float64) for i in range(4))
+    w = np.clip(np.minimum(x1[:, :, None], x1[:, None]) - np.maximum(x0[:, :, None], x0[:, None]), 0, None)
+    h = np.clip(np.minimum(y1[:, :, None], y1[:, None]) - np.maximum(y0[:, :, None], y0[:, None]), 0, None)
+    later = np.triu(np.ones(valid.shape[1:] * 2, bool), 1)[None] & valid[:, None, :]  # [n, k, j]: j drawn over k
+    area = (x1 - x0) * (y1 - y0)
+    return np.where(valid, (w * h * later).sum(2) / np.maximum(area, 1), 0.0)
+
+
+def mostly_right_by_cover(truth: np.ndarray, pred: np.ndarray, batch: dict) -> dict:
+    """The share of items whose predicted item pixels mostly carry the true class, by :func:`box_cover` bin.
+    An item here is one slot: the pixels of its class inside its box (a same-class neighbour's pixels
+    inside the box count too)."""
+    valid, boxes, labels = batch["valid"], batch["boxes"], batch["labels"]
+    B, K = valid.shape
+    k = int(max(truth.max(), pred.max(), labels.max())) + 1
+    ys, xs = np.arange(truth.shape[1])[None, :, None], np.arange(truth.shape[2])[None, None, :]
+    votes = np.zeros((B * K, k), np.int64)
+    for slot in range(K):  # slots, not items: each pass covers every scene at once
+        x0, y0, x1, y1 = (boxes[:, slot, i, None, None] for i in range(4))
+        own = (ys >= y0) & (ys < y1) & (xs >= x0) & (xs < x1) & (truth == labels[:, slot, None, None]) & (pred > 0)
+        scene = np.nonzero(own)[0]
+        votes += np.bincount((scene * K + slot) * k + pred[own], minlength=B * K * k).reshape(B * K, k)
+    right = (votes.argmax(1) == labels.reshape(-1)) & (votes.sum(1) > 0)
+    cover = box_cover(boxes, valid).reshape(-1)
+    out = {}
+    for name, (lo, hi) in COVER_BINS.items():
+        sel = valid.reshape(-1) & ((cover == 0) if hi == 0 else (cover >= lo) & (cover < hi))
+        out[name] = {"items": int(sel.sum()), "mostly_right": float(right[sel].mean()) if sel.any() else None}
+    return out
+
+
 def error_analysis(run_dir: str, flip: bool = False, scales=(1.0,)) -> dict:
     """Where a segmentation run's test errors are (see the module docstring), as a dict of figures."""
     from shendu.vision.metrics.segmentation import mean_iou, segmentation_confusion_matrix
@@ -111,6 +150,7 @@ def error_analysis(run_dir: str, flip: bool = False, scales=(1.0,)) -> dict:
         truth.append(batch["masks"])
         pred.append(task_segment.predict(model, batch["images"], flip, scales))
     truth, pred = np.concatenate(truth), np.concatenate(pred)
+    by_cover = mostly_right_by_cover(truth, pred, scenes.generate(np.arange(len(scenes))))
 
     def miou(p):
         return float(mean_iou(segmentation_confusion_matrix(p, truth, k)))
@@ -129,6 +169,7 @@ def error_analysis(run_dir: str, flip: bool = False, scales=(1.0,)) -> dict:
             "items": int(present.sum()),
             "items_mostly_right": float((majority[present] == true_class[present]).mean()),
             "mean_iou_with_item_majority_classes": miou(np.where(both, majority[region], pred)),
+            "items_mostly_right_by_box_cover": by_cover,
             "flip": flip, "scales": [float(v) for v in scales]}
 
 

@@ -463,6 +463,30 @@ def test_error_analysis_example_splits_the_errors(fcn_run, monkeypatch):
         mean_iou(segmentation_confusion_matrix(fixed, truth, k)))
     fg, said = truth > 0, pred > 0
     assert got["item_vs_background_iou"] == pytest.approx((fg & said).sum() / (fg | said).sum())
+    # by box cover: a loop over scenes and slots
+    oks = {name: [] for name in example.COVER_BINS}
+    for n in range(len(truth)):
+        for slot in np.flatnonzero(batch["valid"][n]):
+            x0, y0, x1, y1 = batch["boxes"][n, slot].astype(int)
+            covered = sum(max(0, min(x1, b[2]) - max(x0, b[0])) * max(0, min(y1, b[3]) - max(y0, b[1]))
+                          for b in batch["boxes"][n, slot + 1:][batch["valid"][n, slot + 1:]].astype(int))
+            share = covered / ((x1 - x0) * (y1 - y0))
+            lab, t, p = batch["labels"][n, slot], truth[n, y0:y1, x0:x1], pred[n, y0:y1, x0:x1]
+            votes = p[(t == lab) & (p > 0)]
+            name = ("none" if share == 0 else "under 0.2" if share < 0.2 else "0.2-0.3" if share < 0.3
+                    else "0.3 and more")
+            oks[name].append(votes.size > 0 and np.bincount(votes, minlength=k).argmax() == lab)
+    for name, right in oks.items():
+        row = got["items_mostly_right_by_box_cover"][name]
+        assert row["items"] == len(right)
+        assert row["mostly_right"] == (pytest.approx(np.mean(right)) if right else None)
+
+
+def test_box_cover_counts_only_the_items_drawn_later():
+    boxes = np.array([[[0, 0, 10, 10], [5, 0, 15, 10], [0, 5, 10, 10], [0, 0, 20, 20]]], np.float32)
+    valid = np.array([[True, True, True, False]])
+    # item 0 lies under items 1 (half) and 2 (half, overlapping 1: the rule sums, as the scenes count it)
+    np.testing.assert_allclose(_example().box_cover(boxes, valid), [[1.0, 0.25, 0.0, 0.0]])
 
 
 def _example():
