@@ -26,7 +26,9 @@ that backbone with a fresh optimizer, as the FCN paper fine-tunes a classifier. 
 (:meth:`~shendu.vision.segmentation.SceneClassifier.from_fcn`), so the FCN starts as the whole classifier
 convolutionalised, with only its score layers new, as in the paper. ``pretrain_erase`` (a probability) zeroes
 a random rectangle of 10-40% of that share of the items' boxes (:func:`erase_in_boxes`), as the scenes'
-overlapping items hide parts of each other. Each pretraining epoch's
+overlapping items hide parts of each other. ``pretrain_objects: N`` > 1 draws 1..N items per pretraining canvas,
+placed as in the scenes (overlaps, neighbours in view), and trains the classifier to name all of them
+(:func:`item_loss`: a sigmoid per class, not a softmax). Each pretraining epoch's
 test accuracy (items of the *test* split) goes to ``pretrain.jsonl``, the classifier and its optimizer to
 ``checkpoints/pretrained`` after every epoch; ``--resume`` of a run stopped during the pretraining continues
 after its last finished epoch.
@@ -48,7 +50,7 @@ import time
 import numpy as np
 
 __all__ = ["DEFAULTS", "MODELS", "train", "evaluate", "evaluate_run", "load_ensemble", "predict", "predict_proba",
-           "erase_in_boxes", "item_classifier", "pretrain_canvas", "parse_scales", "colorize",
+           "erase_in_boxes", "item_classifier", "item_loss", "pretrain_canvas", "parse_scales", "colorize",
            "save_segmentation_figure", "load_segmenter", "add_commands"]
 
 DEFAULTS = {
@@ -80,6 +82,7 @@ DEFAULTS = {
     "pretrain_weight_decay": None,     # default: weight_decay
     "pretrain_head": "linear",         # or "fc": the FCN's fc6 + fc7 pretrained too (pool5 -> fc6 -> fc7 -> GAP -> fc)
     "pretrain_erase": 0.0,             # chance that a pretraining item gets a random part of its box zeroed
+    "pretrain_objects": 1,             # items per pretraining canvas: 1, or up to N named by a multi-label loss
     "backbone_from": None,     # a checkpoint folder whose backbone.* weights start the model (transfer learning)
     "backbone_lr_scale": 1.0,  # the backbone's learning rate in the segmentation training, as a fraction of lr
 }
@@ -157,6 +160,12 @@ def _param_groups(model, cfg: dict) -> tuple[list, list]:
              {"params": [p for p in trainable if id(p) in backbone]}], [1.0, float(cfg["backbone_lr_scale"])])
 
 
+def _batch_indices(order: np.ndarray, b: int, batch_size: int) -> np.ndarray:
+    """Batch ``b`` of an epoch along ``order``, wrapping around when the epoch has more steps than the
+    scenes fill (every batch full)."""
+    return order[np.arange(b * batch_size, (b + 1) * batch_size) % len(order)]
+
+
 def _random_flips(rng: np.random.Generator, images: np.ndarray, masks: np.ndarray | None = None) -> tuple:
     """Each image (and its mask) mirrored left-right with probability 1/2."""
     flip = rng.random(len(images)) < 0.5
@@ -210,20 +219,43 @@ def item_classifier(model, cfg: dict):
             else SceneClassifier(classes, backbone=model.backbone))
 
 
+def item_loss(logits, labels: np.ndarray):
+    """The pretraining loss of ``logits`` (B, 10) for canvases whose items have ``labels`` (B, K) (mask classes:
+    1-10, 0 for an empty slot). One item per canvas (K = 1): the cross-entropy of its class. Several: each class
+    is present or not, ``sum_c BCE(sigmoid(logits[:, c]), present[:, c])`` averaged over the canvases (summed
+    over the classes, so that a wrong class costs about what it costs the cross-entropy).
+
+    >>> import shendu
+    >>> round(item_loss(shendu.zeros(1, 10), np.array([[3, 5]])).item(), 4)  # 10 classes at p = 1/2
+    6.9315
+    """
+    import shendu
+    import shendu.functional as F
+
+    if labels.shape[1] == 1:
+        return F.cross_entropy(logits, shendu.tensor(labels[:, 0] - 1))
+    present = np.zeros(logits.shape, np.float32)
+    canvas, slot = np.nonzero(labels)
+    present[canvas, labels[canvas, slot] - 1] = 1.0
+    return F.binary_cross_entropy_with_logits(logits, shendu.tensor(present), reduction="sum") / len(labels)
+
+
 def _pretrain(model, cfg: dict, run_dir: str, checkpoint: str, resume: bool = False) -> None:
-    """Train ``model.backbone`` as an item classifier on single-item canvases (see the module doc), saving
+    """Train ``model.backbone`` as an item classifier on canvases of ``pretrain_objects`` items (see the module
+    doc; scored on single items of the test split), saving
     the classifier and its optimizer to ``checkpoint`` after every epoch. ``resume``: continue after the
     epoch saved there (with every epoch done, this only loads the trained backbone)."""
     import shendu
-    import shendu.functional as F
     from shendu import optim
     from shendu.data.datasets.scenes import FashionScenes
     from shendu.io.atomic import atomic_write
     from shendu.train import load_checkpoint, save_checkpoint
 
     size = pretrain_canvas(cfg)
+    objects = {"train": cfg["pretrain_objects"], "test": 1}  # scored on single items whatever the training
     items = {split: FashionScenes(split, size=size, seed=cfg["seed"], root=cfg["data_root"], length=length,
-                                  single_object=True, scale=(cfg["scale_min"], cfg["scale_max"]))
+                                  single_object=objects[split] == 1, max_objects=objects[split],
+                                  scale=(cfg["scale_min"], cfg["scale_max"]))
              for split, length in (("train", cfg["train_scenes"]), ("test", cfg["test_scenes"]))}
     classifier = item_classifier(model, cfg)
     lr = cfg["lr"] if cfg["pretrain_lr"] is None else cfg["pretrain_lr"]
@@ -247,7 +279,8 @@ def _pretrain(model, cfg: dict, run_dir: str, checkpoint: str, resume: bool = Fa
             rows = [line for line in f if line.strip() and json.loads(line)["epoch"] <= done]
     atomic_write(log, "".join(rows))
     what = "the backbone" + (" with fc6 and fc7" if classifier.head is not None else "")
-    print(f"shendu train: pretraining {what} to classify single items on {size}px canvases, "
+    task = "classify single items" if objects["train"] == 1 else f"name the 1-{objects['train']} items"
+    print(f"shendu train: pretraining {what} to {task} on {size}px canvases, "
           f"{cfg['pretrain_epochs']} epochs x {steps_per_epoch} steps" + (f", from epoch {done + 1}" if done else ""))
     for epoch in range(done + 1, cfg["pretrain_epochs"] + 1):
         rng = np.random.default_rng([cfg["seed"], epoch, 1])
@@ -255,14 +288,14 @@ def _pretrain(model, cfg: dict, run_dir: str, checkpoint: str, resume: bool = Fa
         classifier.train()
         t0, loss_sum = time.time(), 0.0
         for b in range(steps_per_epoch):
-            batch = items["train"].generate(order[b * cfg["batch_size"]:(b + 1) * cfg["batch_size"]])
+            batch = items["train"].generate(_batch_indices(order, b, cfg["batch_size"]))
             images = batch["images"]
-            if cfg["pretrain_erase"]:  # before the flips, which the boxes do not follow
-                images = erase_in_boxes(rng, images, batch["boxes"][:, 0], cfg["pretrain_erase"])
+            for slot in range(objects["train"] if cfg["pretrain_erase"] else 0):  # before the flips (boxes)
+                images = erase_in_boxes(rng, images, batch["boxes"][:, slot], cfg["pretrain_erase"])
             images = _random_flips(rng, images)[0] if cfg["flip"] else images
             for group in optimizer.param_groups:
                 group["lr"] = _lr_at(lr, step, total)
-            loss = F.cross_entropy(classifier(shendu.tensor(images)), shendu.tensor(batch["labels"][:, 0] - 1))
+            loss = item_loss(classifier(shendu.tensor(images)), batch["labels"])
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
@@ -455,6 +488,10 @@ def train(cfg: dict, run_dir: str, resume: bool) -> int:
     if cfg["pretrain_head"] not in PRETRAIN_HEADS:
         raise SystemExit(f"shendu train --task segment: unknown pretrain_head {cfg['pretrain_head']!r}; "
                          f"choose from {', '.join(PRETRAIN_HEADS)}")
+    objects = cfg["pretrain_objects"]
+    if isinstance(objects, bool) or not isinstance(objects, int) or objects < 1:
+        raise SystemExit(f"shendu train --task segment: pretrain_objects is a whole number of items >= 1, "
+                         f"got {objects!r}")
     erase = cfg["pretrain_erase"]
     if isinstance(erase, bool) or not isinstance(erase, (int, float)) or not 0.0 <= erase <= 1.0:
         raise SystemExit(f"shendu train --task segment: pretrain_erase is a probability in [0, 1], got {erase!r}")
@@ -492,7 +529,7 @@ def train(cfg: dict, run_dir: str, resume: bool) -> int:
         for b in range(steps_per_epoch):
             if step >= total:
                 break
-            batch = train_set.generate(order[b * cfg["batch_size"]:(b + 1) * cfg["batch_size"]])
+            batch = train_set.generate(_batch_indices(order, b, cfg["batch_size"]))
             images, masks = batch["images"], batch["masks"]
             if cfg["flip"]:
                 images, masks = _random_flips(rng, images, masks)

@@ -270,6 +270,69 @@ def test_pretrain_erase_occludes_the_training_items_only(tmp_path, monkeypatch):
     assert not (tmp_path / "c").exists()
 
 
+def test_epochs_longer_than_the_scenes_wrap_around_with_full_batches(tmp_path):
+    order = np.arange(10)[::-1]
+    assert task_segment._batch_indices(order, 2, 4).tolist() == [1, 0, 9, 8]
+    run_dir = str(tmp_path / "run")
+    assert task_segment.train({**TINY, "steps_per_epoch": 3}, run_dir, resume=False) == 0  # 3 x 8 of 16 scenes
+    assert _rows(run_dir)[0]["step"] == 3
+
+
+def test_item_loss_is_the_cross_entropy_for_one_item_and_a_per_class_bce_for_several():
+    import torch
+
+    import shendu
+
+    rng = np.random.default_rng(0)
+    logits = rng.standard_normal((4, 10)).astype(np.float32)
+    one = np.array([[3], [1], [10], [7]])
+    got = task_segment.item_loss(shendu.tensor(logits), one).item()
+    assert got == pytest.approx(torch.nn.functional.cross_entropy(torch.tensor(logits), torch.tensor(one[:, 0] - 1))
+                                .item(), rel=1e-6)
+    several = np.array([[3, 5, 0], [2, 0, 0], [4, 4, 9], [10, 1, 6]])  # 0: empty slot; a class twice counts once
+    present = np.zeros((4, 10), np.float32)
+    for i, row in enumerate(several):
+        present[i, row[row > 0] - 1] = 1
+    want = torch.nn.functional.binary_cross_entropy_with_logits(torch.tensor(logits), torch.tensor(present),
+                                                                 reduction="sum").item() / 4
+    x = shendu.tensor(logits, requires_grad=True)
+    loss = task_segment.item_loss(x, several)
+    assert loss.item() == pytest.approx(want, rel=1e-6)
+    loss.backward()  # d/dx = (sigmoid(x) - present) / B
+    np.testing.assert_allclose(x.grad.numpy(), (1 / (1 + np.exp(-logits)) - present) / 4, rtol=1e-5, atol=1e-7)
+
+
+def test_pretrain_objects_trains_on_canvases_of_several_items(tmp_path, monkeypatch, capsys):
+    seen, erased = [], []
+    loss, erase = task_segment.item_loss, task_segment.erase_in_boxes
+
+    def recording_loss(logits, labels):
+        seen.append(labels.copy())
+        return loss(logits, labels)
+
+    def recording_erase(rng, images, boxes, p):
+        erased.append(boxes.copy())
+        return erase(rng, images, boxes, p)
+
+    monkeypatch.setattr(task_segment, "item_loss", recording_loss)
+    monkeypatch.setattr(task_segment, "erase_in_boxes", recording_erase)
+    cfg = {**task_segment.DEFAULTS, **TINY, "pretrain_epochs": 1, "pretrain_steps_per_epoch": 3,  # 24 of 16: wraps
+           "pretrain_objects": 2, "pretrain_erase": 0.5}
+    task_segment._pretrain(task_segment._build(cfg, 11), cfg, str(tmp_path), str(tmp_path / "ck"))
+    assert "to name the 1-2 items on 32px canvases" in capsys.readouterr().out
+    assert len(seen) == 3 and all(labels.shape == (8, 2) for labels in seen)
+    counts = np.concatenate([(labels > 0).sum(1) for labels in seen])
+    assert counts.min() == 1 and counts.max() == 2  # some canvases hold one item, some two
+    assert len(erased) == 6 and all(b.shape == (8, 4) for b in erased)  # each slot's boxes, every step
+    row = json.loads(open(tmp_path / "pretrain.jsonl").readline())
+    assert 0 <= row["test_accuracy"] <= 1  # still scored on single items
+    for bad in (0, 1.5, True, "2"):
+        with pytest.raises(SystemExit, match="pretrain_objects is a whole number of items >= 1"):
+            task_segment.train({**TINY, "pretrain_epochs": 1, "pretrain_objects": bad}, str(tmp_path / "c"),
+                               resume=False)
+    assert not (tmp_path / "c").exists()
+
+
 def test_pretrain_head_is_checked_before_the_run_folder_is_made(tmp_path):
     with pytest.raises(SystemExit, match="unknown pretrain_head 'mlp'; choose from linear, fc"):
         task_segment.train({**TINY, "pretrain_epochs": 1, "pretrain_head": "mlp"}, str(tmp_path / "a"), resume=False)
