@@ -87,6 +87,11 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--scales", type=_parse_scales, default=(1.0,), metavar="S1,S2,...",
                    help="segmentation runs: multi-scale test-time augmentation, the class probabilities averaged "
                    "over the image resized by these factors (sides rounded to multiples of 32), e.g. 0.75,1,1.25,1.5")
+    e.add_argument("--split", choices=("test", "train"), default="test",
+                   help="segmentation runs: score the test scenes (default) or the first scenes of the training "
+                   "split (train against test: does the model under- or overfit?)")
+    e.add_argument("--scenes", type=int, metavar="N",
+                   help="segmentation runs: how many scenes to score (default: the run's test_scenes)")
 
     pr = sub.add_parser("predict", help="classify image files with a checkpoint (top-k with class names)")
     pr.add_argument("checkpoint")
@@ -400,11 +405,13 @@ def cmd_eval(args) -> int:
     if tasks[paths[0]] == "segment":
         from shendu.cli import task_segment
 
-        result = task_segment.evaluate_run(paths if len(paths) > 1 else paths[0], flip=args.flip, scales=args.scales)
+        result = task_segment.evaluate_run(paths if len(paths) > 1 else paths[0], flip=args.flip, scales=args.scales,
+                                           scenes=args.scenes, split=args.split)
         print(json.dumps(result, indent=1))
         return 0
-    if args.flip or args.scales != (1.0,):
-        raise SystemExit("shendu eval: --flip and --scales are for segmentation runs (`shendu train --task segment`)")
+    if args.flip or args.scales != (1.0,) or args.split != "test" or args.scenes is not None:
+        raise SystemExit("shendu eval: --flip, --scales, --split and --scenes are for segmentation runs "
+                         "(`shendu train --task segment`)")
     loaded = [_load_model(p) for p in paths]
     model, cfg = loaded[0]
     for p, (_, other) in zip(paths[1:], loaded[1:]):

@@ -626,20 +626,29 @@ def load_ensemble(paths) -> tuple:
     return Ensemble([m for m, _ in loaded], mode="prob").eval(), cfg
 
 
-def evaluate_run(path, flip: bool = False, test_scenes: int | None = None, scales=(1.0,)) -> dict:
-    """``shendu eval`` of a segmentation run: the metrics of :func:`evaluate` on the run's test scenes (its
-    ``test_scenes``, or ``test_scenes`` given here), without the confusion matrix, per-class IoU and accuracy
-    by class name. A run folder is scored with its *last* checkpoint (``best`` was picked on these scenes).
-    ``path`` may be a list of runs: their ensemble (:func:`load_ensemble`) is scored on the first run's test
-    scenes (test items are unseen by every run)."""
+def evaluate_run(path, flip: bool = False, scenes: int | None = None, scales=(1.0,), split: str = "test") -> dict:
+    """``shendu eval`` of a segmentation run: the metrics of :func:`evaluate` on the first ``scenes`` scenes of
+    the test split (default: the run's ``test_scenes``, those it was scored on after each epoch), without the
+    confusion matrix, per-class IoU and accuracy by class name. A run folder is scored with its *last*
+    checkpoint (``best`` was picked on these scenes). ``split="train"`` scores the first scenes of the
+    training split instead (made of the training items): a model that scores them no better than the test
+    scenes underfits, one that scores them much better overfits. ``path`` may be a list of runs: their
+    ensemble (:func:`load_ensemble`) is scored on the first run's scenes.
+    """
+    if split not in ("train", "test"):
+        raise SystemExit(f"shendu eval: split is 'train' or 'test', got {split!r}")
+    if scenes is not None and (isinstance(scenes, bool) or not isinstance(scenes, (int, np.integer))
+                               or scenes < 1):
+        raise SystemExit(f"shendu eval: the number of scenes is a whole number >= 1, got {scenes!r}")
     paths = [path] if isinstance(path, (str, os.PathLike)) else list(path)
     model, cfg = load_ensemble(paths)
-    n = cfg["test_scenes"] if test_scenes is None else int(test_scenes)
+    n = cfg["test_scenes"] if scenes is None else int(scenes)
     limit = cfg["sliding_test_scenes"] if cfg["model"] == "sliding" else None
-    result = evaluate(model, _scenes(cfg, "test", n), limit=limit, flip=flip, scales=scales)
+    result = evaluate(model, _scenes(cfg, split, n), limit=limit, flip=flip, scales=scales)
     result.pop("confusion_matrix")
     for key in ("iou", "accuracy"):  # per-class lists
         result[key] = {name: round(float(v), 4) for name, v in zip(cfg["classes"], result[key])}
+    result["split"] = split
     result["flip"] = flip
     result["scales"] = [float(v) for v in scales]
     if len(paths) > 1:

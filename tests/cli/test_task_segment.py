@@ -85,8 +85,37 @@ def test_eval_rescores_the_last_epoch_and_flip_averages_mirrored_probabilities(f
     np.testing.assert_array_equal(task_segment.predict(model, images, flip=True), want)
     np.testing.assert_array_equal(task_segment.predict(model, mirrored, flip=True), want[..., ::-1])
     (tmp_path / "config.json").write_text(json.dumps({"task": "classify"}))
-    with pytest.raises(SystemExit, match="--flip and --scales are for segmentation runs"):
-        main(["eval", str(tmp_path), "--flip"])
+    for flag in (["--flip"], ["--split", "train"], ["--scenes", "5"]):
+        with pytest.raises(SystemExit, match="--flip, --scales, --split and --scenes are for segmentation runs"):
+            main(["eval", str(tmp_path), *flag])
+
+
+def test_eval_scores_the_scenes_and_split_asked_for(fcn_run, capsys, monkeypatch):
+    from shendu.cli import main
+    from shendu.data.datasets.scenes import FashionScenes
+    from shendu.vision.metrics.segmentation import mean_iou, segmentation_confusion_matrix
+
+    run_dir, cfg = fcn_run
+
+    def predict(model, images, flip=False, scales=(1.0,)):  # the tiny run predicts only background: use a
+        x = images[:, 0]  # prediction that depends on the image, so that the scenes scored show
+        return np.where(x > 0.35, (x * 37).astype(np.int64) % 10 + 1, 0)
+
+    monkeypatch.setattr(task_segment, "predict", predict)
+    got = {}
+    for split in ("train", "test"):
+        assert main(["eval", run_dir, "--split", split, "--scenes", "5"]) == 0
+        got[split] = json.loads(capsys.readouterr().out)
+        assert got[split]["split"] == split and got[split]["scenes"] == 5
+        # reference: the split's first 5 scenes drawn directly, scored with one confusion matrix
+        scenes = FashionScenes(split, size=cfg["image_size"], max_objects=cfg["max_objects"], seed=cfg["seed"],
+                               scale=(cfg["scale_min"], cfg["scale_max"]), length=5).generate(np.arange(5))
+        want = mean_iou(segmentation_confusion_matrix(predict(None, scenes["images"]), scenes["masks"], 11))
+        assert got[split]["mean_iou"] == pytest.approx(want, abs=1e-12)
+    assert got["train"]["mean_iou"] != got["test"]["mean_iou"]
+    for bad in ({"scenes": 0}, {"scenes": 2.5}, {"split": "val"}):
+        with pytest.raises(SystemExit, match="scenes is a whole number|split is 'train' or 'test'"):
+            task_segment.evaluate_run(run_dir, **bad)
 
 
 def test_multiscale_tta_averages_probabilities_of_resized_views(fcn_run, capsys):
@@ -636,3 +665,12 @@ def test_an_ensemble_of_runs_averages_their_class_probabilities(fcn_run, tmp_pat
         json.dump(tree, f)
     with pytest.raises(SystemExit, match="trained on other scenes than .*image_size 64 vs 32"):
         task_segment.evaluate_run([first, other])
+
+
+def test_the_committed_residual_config_builds_the_documented_model():
+    path = os.path.join(os.path.dirname(__file__), "..", "..", "examples", "configs", "segment_fcn8s_residual.json")
+    with open(path) as f:
+        cfg = json.load(f)
+    assert set(cfg) <= set(task_segment.DEFAULTS)  # every key is a task setting
+    model = task_segment._build({**task_segment.DEFAULTS, **cfg}, 11)
+    assert sum(p.numel() for p in model.parameters()) == 1_003_121  # the figure in README and docs
