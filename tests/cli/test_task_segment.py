@@ -31,6 +31,13 @@ def _rows(run_dir):
         return [json.loads(line) for line in f]
 
 
+def _predict_from_pixels(model, images, flip=False, scales=(1.0,)):
+    """Stands in for ``task_segment.predict``, as a tiny run predicts only background: classes from the pixels,
+    with item/background and class errors, so that which scenes are scored shows in the figures."""
+    x = images[:, 0]
+    return np.where(x > 0.35, (x * 37).astype(np.int64) % 10 + 1, 0)
+
+
 @pytest.fixture(scope="module")
 def fcn_run(tmp_path_factory):
     run_dir = str(tmp_path_factory.mktemp("seg") / "run")
@@ -97,11 +104,7 @@ def test_eval_scores_the_scenes_and_split_asked_for(fcn_run, capsys, monkeypatch
 
     run_dir, cfg = fcn_run
 
-    def predict(model, images, flip=False, scales=(1.0,)):  # the tiny run predicts only background: use a
-        x = images[:, 0]  # prediction that depends on the image, so that the scenes scored show
-        return np.where(x > 0.35, (x * 37).astype(np.int64) % 10 + 1, 0)
-
-    monkeypatch.setattr(task_segment, "predict", predict)
+    monkeypatch.setattr(task_segment, "predict", _predict_from_pixels)
     got = {}
     for split in ("train", "test"):
         assert main(["eval", run_dir, "--split", split, "--scenes", "5"]) == 0
@@ -110,7 +113,8 @@ def test_eval_scores_the_scenes_and_split_asked_for(fcn_run, capsys, monkeypatch
         # reference: the split's first 5 scenes drawn directly, scored with one confusion matrix
         scenes = FashionScenes(split, size=cfg["image_size"], max_objects=cfg["max_objects"], seed=cfg["seed"],
                                scale=(cfg["scale_min"], cfg["scale_max"]), length=5).generate(np.arange(5))
-        want = mean_iou(segmentation_confusion_matrix(predict(None, scenes["images"]), scenes["masks"], 11))
+        want = mean_iou(segmentation_confusion_matrix(_predict_from_pixels(None, scenes["images"]),
+                                                      scenes["masks"], 11))
         assert got[split]["mean_iou"] == pytest.approx(want, abs=1e-12)
     assert got["train"]["mean_iou"] != got["test"]["mean_iou"]
     for bad in ({"scenes": 0}, {"scenes": 2.5}, {"split": "val"}):
@@ -525,11 +529,7 @@ def test_error_analysis_example_splits_the_errors(fcn_run, monkeypatch):
     example = _example()
     run_dir, _ = fcn_run
 
-    def predict(model, images, flip=False, scales=(1.0,)):  # a tiny run predicts only background: use a
-        x = images[:, 0]  # prediction with item/background and class errors instead (items, some pixels)
-        return np.where(x > 0.35, (x * 37).astype(np.int64) % 10 + 1, 0)
-
-    monkeypatch.setattr(task_segment, "predict", predict)
+    monkeypatch.setattr(task_segment, "predict", _predict_from_pixels)
     got = example.error_analysis(run_dir)
     assert got["mean_iou"] == pytest.approx(task_segment.evaluate_run(run_dir)["mean_iou"], abs=1e-12)
     assert 0 < got["item_vs_background_iou"] < 1 and 0 < got["items_mostly_right"] < 1
