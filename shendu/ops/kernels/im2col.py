@@ -34,6 +34,7 @@ import math
 import numpy as np
 
 from shendu.ops.kernels import col2im_numba as _col2im_numba
+from shendu.ops.kernels import team as _team
 from shendu.ops.kernels.parallel import chunk_size, num_threads, parallel_chunks, single_threaded_blas, split_rows
 from shendu.ops.kernels.workspace import workspace
 
@@ -252,6 +253,11 @@ def _split_gemm(wmat, cols, out, b3=None):
     with 64, so splitting 64 channels in two halves is slow (ResNet-18's 64-channel 3x3 layer at 56x56 on
     two threads: 4.7 ms by rows, 3.7 ms by columns); the 7x7 maps of the last stage split by rows."""
     L = cols.shape[-1]
+    if wmat.shape[0] == 1 and _team.worth(wmat.size * L):  # OpenMP threads: awake within microseconds
+        _team.gemm(wmat[0], cols[0], out[0])
+        if b3 is not None:
+            out += b3
+        return
     elements = wmat.size + cols.size + out.size
     if L // num_threads() >= _MIN_SPLIT_COLUMNS:
         def columns(lo, hi):

@@ -22,13 +22,31 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 from shendu.ops.kernels import workspace
 
 __all__ = ["num_threads", "set_num_threads", "parallel_chunks", "chunk_size", "split_rows", "single_threaded_blas"]
 
-_state = {"threads": os.cpu_count() or 1, "pool": None, "blas": None, "pinned": None}
+_state = {"threads": os.cpu_count() or 1, "pool": None, "blas": None, "pinned": None, "team_until": 0.0}
+
+# How long numba's OpenMP threads (shendu.ops.kernels.team) keep spinning after a region: ~3 ms measured
+# with libgomp's default spin count on the 2-core VM (a region 2 ms after the last started in 4 us, one
+# 5 ms after in 110 us, the threads asleep).
+TEAM_SPIN_SECONDS = 0.004
+
+
+def note_team_region() -> None:
+    """Called by :mod:`shendu.ops.kernels.team` after each region: its threads now spin for a while."""
+    _state["team_until"] = time.perf_counter() + TEAM_SPIN_SECONDS
+
+
+def _team_spinning() -> bool:
+    """Whether the OpenMP team's threads may still be spinning. The pool's threads then stay out of
+    the way: a pool thread woken now would share a core with a spinning thread (which does not yield)
+    and wait for the scheduler's time slice, milliseconds; the work runs on the calling thread instead."""
+    return time.perf_counter() < _state["team_until"]
 _lock = threading.Lock()
 
 
@@ -99,7 +117,7 @@ def parallel_chunks(fn, n_items: int, chunk: int, make_state=None) -> list:
     sums). Returns the states of the threads that ran (sum partial results over them)."""
     starts = list(range(0, n_items, chunk))
     workers = min(num_threads(), len(starts))
-    if workers <= 1 or not _pin_blas():
+    if workers <= 1 or _team_spinning() or not _pin_blas():
         state = make_state() if make_state else None
         for lo in starts:
             fn(state, lo, min(lo + chunk, n_items))
@@ -143,6 +161,8 @@ def split_rows(fn, n_rows: int, elements: int | None = None) -> None:
     ``MIN_SPLIT_ELEMENTS`` it runs as one ``fn(0, n_rows)`` on the calling thread.
     """
     threads = min(num_threads(), n_rows) if elements is None or elements >= MIN_SPLIT_ELEMENTS else 1
+    if threads > 1 and _team_spinning():
+        threads = 1
     bounds = [n_rows * t // threads for t in range(threads + 1)]
     if threads <= 1:
         fn(0, n_rows)

@@ -50,6 +50,7 @@ from fractions import Fraction
 import numpy as np
 import scipy.linalg.blas as _blas
 
+from shendu.ops.kernels import team as _team
 from shendu.ops.kernels import winograd_numba as _wn
 from shendu.ops.kernels.parallel import num_threads, parallel_chunks, single_threaded_blas, split_rows
 from shendu.ops.kernels.workspace import workspace
@@ -238,7 +239,7 @@ def _kron(m: int, dtype) -> tuple:
 
 
 # ------------------------------------------------------------------------------ the layer kernel
-def filter_transform(w, m: int, groups: int = 1, out: np.ndarray | None = None) -> np.ndarray:
+def filter_transform(w, m: int, groups: int = 1, out: np.ndarray | None = None, team: bool = False) -> np.ndarray:
     """``U = G g G^T`` of every (k, c) filter: ``(groups, alpha^2, K/groups, C/groups)``, so that
     ``U[g, xi]`` is group g's (Kg x Cg) filter matrix at transform position xi.
 
@@ -246,7 +247,9 @@ def filter_transform(w, m: int, groups: int = 1, out: np.ndarray | None = None) 
     channel GEMMs read ``U[g, xi]`` transposed where they need ``(Cg x Kg)`` (BLAS takes either at the
     same speed). Measured on stage 4 (256 x 256 filters, one thread): 2.2 ms, against 5.0 ms for a
     ``(C, K)`` layout, which needed one strided GEMM per input channel. ``out``: a flat array of
-    ``alpha^2 K C/groups`` elements to write into (the layers pass a workspace)."""
+    ``alpha^2 K C/groups`` elements to write into (the layers pass a workspace). ``team``: split the GEMM
+    over numba's OpenMP team (:mod:`shendu.ops.kernels.team`; for a single image, whose forward uses
+    the team) instead of the chunk pool."""
     K, Cg = w.shape[:2]
     G, Kg = groups, K // groups
     _, _, KG = _kron(m, w.dtype)
@@ -257,16 +260,19 @@ def filter_transform(w, m: int, groups: int = 1, out: np.ndarray | None = None) 
     def filters(lo, hi):
         np.matmul(KG, wv[:, lo:hi].transpose(0, 2, 1), out=U[:, :, lo:hi])
 
+    if team and G == 1 and _team.worth(KG.shape[0] * w.size):
+        _team.gemm(KG, wv[0].T, U[0])
+        return U.reshape(G, KG.shape[0], Kg, Cg)
     with single_threaded_blas():  # memory-bound (U is 4x the weight for F(4x4)): every thread writes a share
         split_rows(filters, Kg * Cg, w.size + U.size)
     return U.reshape(G, KG.shape[0], Kg, Cg)
 
 
-def _filters(w, m: int, groups: int) -> np.ndarray:
+def _filters(w, m: int, groups: int, team: bool = False) -> np.ndarray:
     """:func:`filter_transform` into the calling thread's workspace (a layer's transformed filters are
     4x its weight for F(4x4): megabytes of fresh pages on every call otherwise)."""
     return filter_transform(w, m, groups, out=workspace("winograd.U", (m + 2) ** 2 * w.shape[0] * w.shape[1],
-                                                        w.dtype))
+                                                        w.dtype), team=team)
 
 
 def _zeros(name: str, shape: tuple, dtype) -> np.ndarray:
@@ -514,7 +520,7 @@ def _conv2d_numba(x, w, pads, groups, m, bias=None):
     Hp = th * m + 2
     dt = x.dtype
     AT, _, BT = matrices(m, 3, dt)
-    UT = _filters(w, m, G).transpose(0, 1, 3, 2)  # (G,a2,Cg,Kg)
+    UT = _filters(w, m, G, team=N == 1).transpose(0, 1, 3, 2)  # (G,a2,Cg,Kg)
     y = np.empty((N, K, P, Q), dt)
     T1 = th * tw
     nb = _chunk(N, C, K, T1, dt)
@@ -536,7 +542,9 @@ def _conv2d_numba(x, w, pads, groups, m, bias=None):
             for g in range(G):
                 np.matmul(V[:, :, g * Cg:(g + 1) * Cg], UT[g][:, :, k0:k1], out=M[:, :, g * Kg + k0:g * Kg + k1])
 
-        if N == 1 and num_threads() > 1:  # a single chunk: the threads share its GEMMs instead
+        if N == 1 and G == 1 and _team.worth(V.size * K):  # a single chunk: OpenMP threads share its GEMMs
+            _team.gemm_batched(V, UT[0], M)
+        elif N == 1 and num_threads() > 1:
             with single_threaded_blas():
                 split_rows(channel_gemms, Kg, V.size + M.size + UT.size)
         else:

@@ -1,0 +1,133 @@
+"""numba's OpenMP team (shendu.ops.kernels.team): its GEMMs equal a float64 NumPy product on every
+layout and split, batch-1 convolutions that use it equal torch, and the chunk pool stays off the cores
+while the team's threads spin."""
+
+import threading
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as TF
+
+import shendu
+from shendu.ops.kernels import im2col, parallel, team, winograd
+
+RNG = np.random.default_rng(0)
+
+
+@pytest.fixture
+def two_threads():
+    before = parallel.num_threads()
+    parallel.set_num_threads(2)
+    if not team.available():
+        parallel.set_num_threads(before)
+        pytest.skip("numba's threading layer is not thread-safe here (no OpenMP or TBB): the pool runs instead")
+    yield
+    parallel.set_num_threads(before)
+
+
+def _views(m, dtype):
+    """The same matrix stored as it is, as a transposed view, and as a column slice of a wider one."""
+    a = m.astype(dtype)
+    wide = np.zeros((m.shape[0], m.shape[1] + 5), dtype)
+    wide[:, 2:2 + m.shape[1]] = a
+    return {"C": a, "T": np.ascontiguousarray(a.T).T, "slice": wide[:, 2:2 + m.shape[1]]}
+
+
+@pytest.mark.parametrize("dtype,tol", [(np.float32, 1e-5), (np.float64, 1e-12)])
+@pytest.mark.parametrize("M,K,N", [(64, 288, 196), (3, 4, 300), (130, 37, 9), (1, 5, 7), (7, 1, 1)])
+def test_gemm_matches_numpy_on_every_layout(two_threads, dtype, tol, M, K, N):
+    a64, b64 = RNG.standard_normal((M, K)), RNG.standard_normal((K, N))
+    want = a64 @ b64
+    scale = np.abs(a64).sum(1, keepdims=True) @ np.abs(b64).max(0, keepdims=True) + 1e-30
+    for na, a in _views(a64, dtype).items():
+        for nb, b in _views(b64, dtype).items():
+            out = np.full((M, N + 3), np.nan, dtype)[:, 1:N + 1]  # a strided out: the padding stays NaN
+            team.gemm(a, b, out)
+            assert np.all(np.abs(out - want) <= tol * scale), (na, nb)
+            assert out.dtype == dtype
+            assert np.isnan(out.base[:, 0]).all() and np.isnan(out.base[:, N + 1:]).all()
+
+
+def test_gemm_splits_by_rows_and_by_columns(two_threads, monkeypatch):
+    a, b = RNG.standard_normal((40, 30)), RNG.standard_normal((30, 200))
+    for min_columns in (1, 10 ** 6):  # by columns (100 per thread), then by rows (20 per thread)
+        monkeypatch.setattr(team, "MIN_SPLIT_COLUMNS", min_columns)
+        np.testing.assert_allclose(team.gemm(a, b, np.empty((40, 200))), a @ b, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_gemm_batched_matches_numpy(two_threads, dtype):
+    a = RNG.standard_normal((5, 6, 8)).astype(dtype)
+    b = RNG.standard_normal((5, 7, 8)).astype(dtype).transpose(0, 2, 1)  # transposed views, as Winograd's U
+    out = np.empty((5, 6, 7), dtype)
+    team.gemm_batched(a, b, out)
+    np.testing.assert_allclose(out, a.astype(np.float64) @ b, rtol=1e-5 if dtype == np.float32 else 1e-12)
+
+
+def test_gemm_edge_sizes_and_misuse(two_threads):
+    out = np.full((3, 4), 7.0)
+    team.gemm(np.empty((3, 0)), np.empty((0, 4)), out)  # an empty sum is zero
+    assert not out.any()
+    with pytest.raises(TypeError, match="float32 or float64"):
+        team.gemm(np.ones((2, 2), np.float32), np.ones((2, 2)), np.ones((2, 2)))
+    with pytest.raises(ValueError, match="do not match"):
+        team.gemm(np.ones((2, 3)), np.ones((2, 2)), np.ones((2, 2)))
+    with pytest.raises(ValueError, match="unit stride"):
+        team.gemm(np.ones((2, 2)), np.ones((2, 2)), np.ones((2, 2)).T)
+
+
+@pytest.mark.parametrize("alg,w_shape,kw", [
+    ("im2col", (6, 4, 3, 3), dict(padding=1)),
+    ("im2col", (6, 4, 3, 3), dict(padding=1, stride=2)),
+    ("im2col", (6, 4, 1, 1), {}),
+    ("winograd", (6, 4, 3, 3), dict(padding=1)),
+    ("winograd2x2", (6, 4, 3, 3), dict(padding=(2, 1))),
+])
+@pytest.mark.parametrize("bias", [False, True])
+def test_batch1_convolutions_on_the_team_match_torch(two_threads, monkeypatch, alg, w_shape, kw, bias):
+    monkeypatch.setattr(team, "MIN_WORK", 0)  # these small layers use the team too
+    x = RNG.standard_normal((1, 4, 11, 9)).astype(np.float32)
+    w = RNG.standard_normal(w_shape).astype(np.float32)
+    b = RNG.standard_normal(w_shape[0]).astype(np.float32) if bias else None
+    calls = []
+    for name in ("gemm", "gemm_batched"):
+        original = getattr(team, name)
+        monkeypatch.setattr(team, name, lambda *a, _f=original, _n=name: calls.append(_n) or _f(*a))
+    want = TF.conv2d(torch.tensor(x), torch.tensor(w), None if b is None else torch.tensor(b), **kw).numpy()
+    with shendu.no_grad():
+        got = shendu.conv2d(x, w, b, algorithm=alg, **kw).numpy()
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=2e-4)
+    assert calls, "the team was not used"
+
+
+def test_filter_transform_on_the_team_equals_the_pool(two_threads, monkeypatch):
+    monkeypatch.setattr(team, "MIN_WORK", 0)
+    w = RNG.standard_normal((8, 5, 3, 3)).astype(np.float32)
+    np.testing.assert_array_equal(winograd.filter_transform(w, 4, team=True), winograd.filter_transform(w, 4))
+
+
+def test_the_pool_waits_while_the_team_spins(two_threads, monkeypatch):
+    """Right after a team region, split_rows and parallel_chunks run on the calling thread (a pool thread
+    would share a core with a spinning OpenMP thread); once the spin is over they use the pool again."""
+    seen = set()
+
+    def record(*_):
+        seen.add(threading.get_ident())
+
+    team.gemm(np.ones((2, 2)), np.ones((2, 2)), np.empty((2, 2)))
+    parallel.split_rows(record, 4)
+    parallel.parallel_chunks(record, 4, 1)
+    assert seen == {threading.get_ident()}
+    monkeypatch.setitem(parallel._state, "team_until", 0.0)  # the spin is over
+    parallel.split_rows(record, 4)
+    assert len(seen) == 2
+
+
+def test_batch1_split_gemm_without_the_team_still_matches(monkeypatch):
+    """With the team unavailable (numba's workqueue layer, one thread) the pool path is the one that runs."""
+    monkeypatch.setattr(team, "available", lambda: False)
+    x = RNG.standard_normal((1, 8, 20, 20)).astype(np.float32)
+    w = RNG.standard_normal((16, 8, 3, 3)).astype(np.float32)
+    want = TF.conv2d(torch.tensor(x), torch.tensor(w), padding=1).numpy()
+    np.testing.assert_allclose(im2col.conv2d(x, w, pads=(1, 1, 1, 1)), want, rtol=1e-4, atol=2e-4)
