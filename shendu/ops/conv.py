@@ -81,13 +81,14 @@ def _winograd_tile(algorithm: str) -> int:
     return 2 if algorithm == "winograd2x2" else 4
 
 
-def _forward(algorithm, x, w, g: Geometry, b=None):
+def _forward(algorithm, x, w, g: Geometry, b=None, team=False):
     """``conv(x, w) + b``: im2col and Winograd add the bias chunk by chunk on their threads, while the
-    chunk's output is still in cache; the others add it afterwards."""
+    chunk's output is still in cache; the others add it afterwards. ``team``: an inference forward (no
+    gradient will be asked for), which im2col and Winograd run on numba's OpenMP team."""
     if algorithm.startswith("winograd"):
-        return _winograd.conv2d(x, w, g.pads, g.groups, _winograd_tile(algorithm), bias=b)
+        return _winograd.conv2d(x, w, g.pads, g.groups, _winograd_tile(algorithm), bias=b, team=team)
     if algorithm == "im2col":
-        return _im2col.conv2d(x, w, g.stride, g.pads, g.dilation, g.groups, bias=b)
+        return _im2col.conv2d(x, w, g.stride, g.pads, g.dilation, g.groups, bias=b, team=team)
     kernel = {"direct": _direct, "fft": _fft}[algorithm]
     y = kernel.conv2d(x, w, g.stride, g.pads, g.dilation, g.groups)
     if b is not None:
@@ -203,7 +204,7 @@ class ConvNd(Function):
         ctx.geometry, ctx.algorithm = geometry, algorithm
         ctx.x_shape, ctx.x4_shape, ctx.w_shape = x.shape, x4_shape, w.shape
         x4, w4 = x.reshape(x4_shape), w.reshape(w4_shape)
-        y = _forward(algorithm, x4, w4, geometry, b)
+        y = _forward(algorithm, x4, w4, geometry, b, team=not any(ctx.needs_input_grad))
         # x only for the weight gradient; w is a reference to the caller's array, free to keep
         ctx.save_for_backward(x4 if ctx.needs_input_grad[1] else None, w4)
         ctx.y4_shape = y.shape

@@ -101,6 +101,41 @@ def test_batch1_convolutions_on_the_team_match_torch(two_threads, monkeypatch, a
     assert calls, "the team was not used"
 
 
+@pytest.mark.parametrize("alg,w_shape,kw,hw", [
+    ("im2col", (6, 4, 3, 3), dict(padding=1), (11, 9)),              # small maps: one GEMM, transposed
+    ("im2col", (6, 4, 3, 3), dict(padding=1, stride=2), (11, 9)),
+    ("im2col", (6, 4, 3, 3), dict(padding=1), (26, 24)),             # >= _MIN_COLUMNS: a GEMM per image
+    ("im2col", (6, 4, 1, 1), {}, (11, 9)),                           # the input is the column matrix
+    ("im2col", (5, 4, 3, 2), dict(padding=(2, 0), dilation=2), (11, 9)),
+    ("winograd", (6, 4, 3, 3), dict(padding=1), (11, 9)),
+    ("winograd2x2", (6, 4, 3, 3), dict(padding=(0, 2)), (11, 9)),
+])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_inference_batches_on_the_team_match_torch(two_threads, monkeypatch, alg, w_shape, kw, hw, dtype):
+    """Without autograd a batch runs on the team too; with it (a training forward) on the pool, and
+    both equal torch. Chunks of 2 images (5 in the batch: a short last chunk)."""
+    monkeypatch.setattr(team, "MIN_WORK", 0)
+    monkeypatch.setattr(im2col, "_TEAM_CHUNK_BYTES", 1)
+    monkeypatch.setattr(winograd, "_chunk", lambda N, *a: 2)
+    x = RNG.standard_normal((5, 4) + hw).astype(dtype)
+    w = RNG.standard_normal(w_shape).astype(dtype)
+    b = RNG.standard_normal(w_shape[0]).astype(dtype)
+    want = TF.conv2d(torch.tensor(x), torch.tensor(w), torch.tensor(b), **kw).numpy()
+    regions = []
+    monkeypatch.setattr(parallel, "note_team_region", lambda: regions.append(1))
+    with shendu.no_grad():
+        got = shendu.conv2d(x, w, b, algorithm=alg, **kw).numpy()
+    assert regions, "the team was not used"
+    tol = 1e-4 if dtype == np.float32 else 1e-10
+    np.testing.assert_allclose(got, want, rtol=tol, atol=tol)
+    assert got.dtype == dtype
+    regions.clear()
+    trained = shendu.conv2d(shendu.tensor(x), shendu.tensor(w, requires_grad=True), shendu.tensor(b),
+                            algorithm=alg, **kw)
+    assert not regions, "a forward that needs gradients ran on the team"
+    np.testing.assert_allclose(trained.detach().numpy(), want, rtol=tol, atol=tol)
+
+
 def test_filter_transform_on_the_team_equals_the_pool(two_threads, monkeypatch):
     monkeypatch.setattr(team, "MIN_WORK", 0)
     w = RNG.standard_normal((8, 5, 3, 3)).astype(np.float32)

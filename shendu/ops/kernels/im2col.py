@@ -181,13 +181,15 @@ class _Scratch:
         return flat[:math.prod(shape)].reshape(shape)
 
 
-def conv2d(x, w, stride=(1, 1), pads=(0, 0, 0, 0), dilation=(1, 1), groups=1, bias=None) -> np.ndarray:
+def conv2d(x, w, stride=(1, 1), pads=(0, 0, 0, 0), dilation=(1, 1), groups=1, bias=None,
+           team=False) -> np.ndarray:
     """Cross-correlation by im2col + GEMM: ``y[n] = w.reshape(K, -1) @ cols[n] (+ bias)``.
 
     Per chunk of n images: maps of at least ``_MIN_COLUMNS`` pixels lay the columns out
     ``(n, C*kh*kw, P*Q)``, one GEMM per image into the NCHW output; smaller maps lay them out
     ``(C*kh*kw, n*P*Q)``, one GEMM with ``n*P*Q`` columns whose ``(K, n, P*Q)`` result is transposed
-    into the output. The bias is added per chunk, while its output is in cache.
+    into the output. The bias is added per chunk, while its output is in cache. A single image, and any
+    batch when ``team`` (an inference forward), run on numba's OpenMP team instead (:func:`_conv2d_team`).
     """
     N, C, H, W = x.shape
     K, Cg, kh, kw = w.shape
@@ -197,17 +199,24 @@ def conv2d(x, w, stride=(1, 1), pads=(0, 0, 0, 0), dilation=(1, 1), groups=1, bi
     PQ = P * Q
     y = np.empty((N, G, Kg, PQ), x.dtype)
     b3 = None if bias is None else bias.reshape(G, Kg, 1)
-    if _is_plain_gemm(w.shape, stride, pads, dilation):  # the input is already the column matrix
+    plain = _is_plain_gemm(w.shape, stride, pads, dilation)
+    if ((team or N == 1) and G == 1 and x.dtype in (np.float32, np.float64) and _col2im_numba.AVAILABLE
+            and _team.worth(N * K * CgRS * PQ)):
+        _conv2d_team(np.ascontiguousarray(x), wmat[0], y[:, 0], plain, (P, Q), rows, cols, stride)
+        if b3 is not None:
+            y += b3
+        return y.reshape(N, K, P, Q)
+    if plain:  # the input is already the column matrix
         if N == 1 and num_threads() > 1:
             _split_gemm(wmat, x.reshape(G, Cg, H * W), y[0], b3)
             return y.reshape(N, K, P, Q)
 
-        def plain(_, lo, hi):
+        def plain_chunk(_, lo, hi):
             np.matmul(wmat, x[lo:hi].reshape(hi - lo, G, Cg, H * W), out=y[lo:hi])
             if b3 is not None:
                 y[lo:hi] += b3
 
-        parallel_chunks(plain, N, gemm_chunk(N, C * H * W * x.itemsize))
+        parallel_chunks(plain_chunk, N, gemm_chunk(N, C * H * W * x.itemsize))
         return y.reshape(N, K, P, Q)
     if N == 1 and num_threads() > 1:  # one image: the threads share its GEMM instead
         buf = workspace("im2col.cols", C * kh * kw * PQ, x.dtype).reshape(C, kh, kw, 1, P, Q)
@@ -242,6 +251,42 @@ def conv2d(x, w, stride=(1, 1), pads=(0, 0, 0, 0), dilation=(1, 1), groups=1, bi
     return y.reshape(N, K, P, Q)
 
 
+# Bytes of column matrix per chunk on the team: the whole batch at once would be hundreds of MB for a
+# 224x224 stem (147 rows x 12,544 columns per image).
+_TEAM_CHUNK_BYTES = 16 << 20
+
+
+def _conv2d_team(x, wmat, y, plain, out_hw, rows, cols, stride) -> None:
+    """``y (N, K, P*Q) = wmat (K, C*kh*kw) @ columns`` on numba's OpenMP team (one group, C-contiguous x):
+    per chunk of images the team fills the columns (:func:`shendu.ops.kernels.col2im_numba.fill_cols`,
+    the padding as zeros in the same pass; a 1x1 stride-1 unpadded convolution reads x itself), then
+    shares the GEMMs: per image into ``y`` for maps of at least ``_MIN_COLUMNS`` pixels, else one GEMM
+    over the chunk's columns whose ``(K, n, P*Q)`` result is transposed into ``y``."""
+    N, C = x.shape[:2]
+    K, CRS = wmat.shape
+    P, Q = out_hw
+    PQ = P * Q
+    kh, kw = len(rows), len(cols)
+    threads = num_threads()
+    nb = N if plain else max(1, min(N, _TEAM_CHUNK_BYTES // (CRS * PQ * x.itemsize)))
+    for lo in range(0, N, nb):
+        n = min(nb, N - lo)
+        if plain:
+            columns = x[lo:lo + n].reshape(n, C, PQ).transpose(1, 0, 2)  # (CRS, n, PQ)
+        else:
+            buf = workspace("im2col.cols", CRS * n * PQ, x.dtype).reshape(C, kh, kw, n, P, Q)
+            _col2im_numba.fill_cols(x[lo:lo + n], buf, rows, cols, stride, threads)
+            columns = buf.reshape(CRS, n, PQ)
+        if n == 1:
+            _team.gemm(wmat, columns[:, 0], y[lo])
+        elif PQ >= _MIN_COLUMNS or plain:
+            _team.gemm_batched(np.broadcast_to(wmat, (n, K, CRS)), columns.transpose(1, 0, 2), y[lo:lo + n])
+        else:
+            out = workspace("im2col.out", K * n * PQ, x.dtype).reshape(K, n * PQ)
+            _team.gemm(wmat, columns.reshape(CRS, n * PQ), out)
+            y[lo:lo + n] = out.reshape(K, n, PQ).transpose(1, 0, 2)
+
+
 _MIN_SPLIT_COLUMNS = 64  # a batch-1 GEMM splits by columns when each thread gets this many
 
 
@@ -253,11 +298,6 @@ def _split_gemm(wmat, cols, out, b3=None):
     with 64, so splitting 64 channels in two halves is slow (ResNet-18's 64-channel 3x3 layer at 56x56 on
     two threads: 4.7 ms by rows, 3.7 ms by columns); the 7x7 maps of the last stage split by rows."""
     L = cols.shape[-1]
-    if wmat.shape[0] == 1 and _team.worth(wmat.size * L):  # OpenMP threads: awake within microseconds
-        _team.gemm(wmat[0], cols[0], out[0])
-        if b3 is not None:
-            out += b3
-        return
     elements = wmat.size + cols.size + out.size
     if L // num_threads() >= _MIN_SPLIT_COLUMNS:
         def columns(lo, hi):

@@ -143,6 +143,11 @@ def available() -> bool:
     return _state["ok"]
 
 
+def consts_address() -> int:
+    """The address of the constant BLAS arguments, for kernels elsewhere that call :func:`_call`."""
+    return _CONSTS_ADDRESS
+
+
 def worth(macs: int) -> bool:
     """Whether a GEMM of ``macs`` multiply-adds should run on the team (:func:`available` and large
     enough, :data:`MIN_WORK`)."""

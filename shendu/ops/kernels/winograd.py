@@ -50,6 +50,7 @@ from fractions import Fraction
 import numpy as np
 import scipy.linalg.blas as _blas
 
+from shendu.ops.kernels import parallel
 from shendu.ops.kernels import team as _team
 from shendu.ops.kernels import winograd_numba as _wn
 from shendu.ops.kernels.parallel import num_threads, parallel_chunks, single_threaded_blas, split_rows
@@ -368,11 +369,14 @@ class _Buffers:
         return view
 
 
-def conv2d(x, w, pads=(0, 0, 0, 0), groups=1, m=4, bias=None) -> np.ndarray:
+def conv2d(x, w, pads=(0, 0, 0, 0), groups=1, m=4, bias=None, team=False) -> np.ndarray:
     """3x3, stride-1 cross-correlation of ``x`` (N, C, H, W) with ``w`` (K, C/groups, 3, 3) by
     Winograd ``F(m x m, 3 x 3)``, plus ``bias`` (K,) if given: the numba kernels when available
-    (:func:`_conv2d_numba`), else the NumPy reference (:func:`conv2d_numpy`)."""
+    (:func:`_conv2d_numba`; ``team``: on numba's OpenMP team, for inference, :func:`_conv2d_team`), else
+    the NumPy reference (:func:`conv2d_numpy`)."""
     if _use_numba(x, w, bias):
+        if team and groups == 1 and x.shape[0] > 1 and _team.available():
+            return _conv2d_team(x, w, pads, m, bias)
         return _conv2d_numba(x, w, pads, groups, m, bias)
     y = conv2d_numpy(x, w, pads, groups, m)
     if bias is not None:
@@ -556,6 +560,34 @@ def _conv2d_numba(x, w, pads, groups, m, bias=None):
             y[lo:hi] += bias.reshape(K, 1, 1)
 
     parallel_chunks(run, N, nb, scratch)
+    return y
+
+
+def _conv2d_team(x, w, pads, m, bias=None):
+    """:func:`_conv2d_numba` for one group with every chunk on numba's OpenMP team
+    (:func:`shendu.ops.kernels.winograd_numba.forward_team`): no pool thread to wake per call."""
+    x = np.ascontiguousarray(x)
+    N, C = x.shape[:2]
+    K = w.shape[0]
+    a2 = (m + 2) ** 2
+    P, Q, th, tw = _tiles(x.shape, pads, m)
+    Hp = th * m + 2
+    dt = x.dtype
+    AT, _, BT = matrices(m, 3, dt)
+    U = _filters(w, m, 1, team=True)[0]  # (a2, K, C)
+    y = np.empty((N, K, P, Q), dt)
+    T1 = th * tw
+    nb = _chunk(N, C, K, T1, dt)
+    threads = num_threads()
+    sizes = {"a": max(nb * Hp * m * (tw + 1) * C, nb * th * m * m * tw * K), "V": a2 * nb * T1 * C,
+             "GY": a2 * nb * T1 * K}
+    bufs = {k: workspace("winograd.team." + k, threads * v, dt).reshape(threads, v) for k, v in sizes.items()}
+    with single_threaded_blas():  # BLAS runs inside the team's threads: one thread each
+        _wn.forward_team(x, pads[0], pads[2], BT, AT, U, y, nb, th, tw, bufs["a"], bufs["V"], bufs["GY"],
+                         np.empty((threads, 6), np.int32), _team.consts_address(), threads)
+    parallel.note_team_region()
+    if bias is not None:
+        y += bias.reshape(K, 1, 1)
     return y
 
 

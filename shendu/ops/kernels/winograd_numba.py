@@ -17,7 +17,9 @@ operations, ±1 as adds); other sizes use the matrix (the generic path). The NCH
 copies are scalar loops in their own kernels.
 
 The kernels are serial (``nogil``): the chunk threads of :mod:`shendu.ops.kernels.parallel` run them,
-each on its own chunk. The NumPy code in :mod:`shendu.ops.kernels.winograd` is the reference, and
+each on its own chunk. :func:`forward_team` runs a whole inference forward on numba's OpenMP team
+instead (:mod:`shendu.ops.kernels.team`): each thread takes its chunks through the same kernels and
+calls BLAS itself for the channel GEMMs. The NumPy code in :mod:`shendu.ops.kernels.winograd` is the reference, and
 tests check the written-out transforms against :func:`shendu.ops.kernels.winograd.matrices`.
 """
 
@@ -25,14 +27,16 @@ from __future__ import annotations
 
 import numpy as np
 
+from shendu.ops.kernels import team as _team
+
 try:
-    from numba import njit
+    from numba import njit, prange
 
     AVAILABLE = True
 except ImportError:  # pragma: no cover - numba is optional
     AVAILABLE = False
 
-__all__ = ["AVAILABLE", "gather_input", "scatter_output", "gather_output_grad", "scatter_input_grad",
+__all__ = ["AVAILABLE", "forward_team", "gather_input", "scatter_output", "gather_output_grad", "scatter_input_grad",
            "input_transform", "output_transform", "output_adjoint", "input_adjoint", "apply_transform",
            "BT", "B", "AT", "A"]
 
@@ -345,3 +349,36 @@ if AVAILABLE:
                             d0 = np.uint64((((lo + img) * C) * H + h) * W + w)
                             for c in range(C):
                                 gf[d0 + np.uint64(c) * hw] = qf[np.uint64(s0 + c)]
+
+    @njit(parallel=True, nogil=True, cache=True)
+    def forward_team(x, top, left, BT, AT, U, y, nb, th, tw, abuf, vbuf, mbuf, ints, consts,
+                     threads):  # pragma: no cover - compiled
+        """The forward of :func:`shendu.ops.kernels.winograd.conv2d` (one group) on ``threads`` threads
+        of the team, thread t taking chunks t, t + threads, ... of ``nb`` images: gather, ``V = B^T d B``,
+        ``M[xi] = V[xi] @ U[xi]^T`` (BLAS, ``U``: (alpha^2, K, C) transformed filters), ``Y = A^T M A``,
+        scatter into ``y``. ``abuf``, ``vbuf``, ``mbuf``: per-thread scratch rows; ``ints``/``consts``:
+        BLAS's by-address arguments (:func:`shendu.ops.kernels.team._call`)."""
+        N, C = x.shape[0], x.shape[1]
+        a2, K = U.shape[0], U.shape[1]
+        m = AT.shape[0]
+        Hp = th * m + 2
+        T1 = th * tw
+        it = x.itemsize
+        chunks = (N + nb - 1) // nb
+        for t in prange(threads):
+            for ch in range(t, chunks, threads):
+                lo = ch * nb
+                n = min(N, lo + nb) - lo
+                T = n * T1
+                xq = abuf[t, :n * Hp * m * (tw + 1) * C].reshape((n, Hp, m, tw + 1, C))
+                gather_input(x, lo, top, left, xq)
+                V = vbuf[t, :a2 * T * C].reshape((a2, T, C))
+                input_transform(xq, BT, th, tw, V)
+                M = mbuf[t, :a2 * T * K].reshape((a2, T, K))
+                pv, pu, pm = V.ctypes.data, U.ctypes.data, M.ctypes.data
+                for xi in range(a2):  # M[xi] (T x K) = V[xi] (T x C) @ U[xi]^T (U[xi] stored K x C)
+                    _team._call(ints[t], consts, it, 0, 1, T, K, C, pv + xi * T * C * it, C, pu + xi * K * C * it,
+                                C, pm + xi * T * K * it, K)
+                yq = abuf[t, :n * th * m * m * tw * K].reshape((n, th * m, m, tw, K))
+                output_transform(M, AT, th, tw, yq)
+                scatter_output(yq, y, lo)
