@@ -31,6 +31,8 @@ __all__ = ["num_threads", "set_num_threads", "parallel_chunks", "chunk_size", "s
 
 _state = {"threads": os.cpu_count() or 1, "pool": None, "blas": None, "pinned": None, "team_until": 0.0}
 
+_lock = threading.Lock()
+
 # How long numba's OpenMP threads (shendu.ops.kernels.team) keep spinning after a region: ~3 ms measured
 # with libgomp's default spin count on the 2-core VM (a region 2 ms after the last started in 4 us, one
 # 5 ms after in 110 us, the threads asleep).
@@ -47,7 +49,6 @@ def _team_spinning() -> bool:
     the way: a pool thread woken now would share a core with a spinning thread (which does not yield)
     and wait for the scheduler's time slice, milliseconds; the work runs on the calling thread instead."""
     return time.perf_counter() < _state["team_until"]
-_lock = threading.Lock()
 
 
 def num_threads() -> int:

@@ -1,24 +1,27 @@
-"""numba's OpenMP thread team, for the GEMMs of a single image (batch-1 inference).
+"""numba's OpenMP thread team: the threads of inference (a single image's GEMMs, and whole inference forwards).
 
 Why: the chunk pool of :mod:`shendu.ops.kernels.parallel` runs Python on threads that sleep between
-calls, and on a VM waking one takes 50-90 us (``bench/threads.py``): as long as a batch-1 layer's whole
-GEMM. So splitting that GEMM over the pool gained nothing (a 32 -> 32 channel 3x3 layer at 28x28: 0.17
-ms on one thread, 0.24 ms split over two). numba's ``parallel=True`` regions run on OpenMP threads that
-spin-wait for a few milliseconds after a region, so the next one starts in ~3 us: what torch's
-OpenMP threads give its GEMMs. A batch-1 forward calls its GEMMs back to back, so the team stays awake
-through it (measured on the 2-core VM, ``bench/threads.py``: the batch-1 GEMM shapes run at 0.9-1.05x
-``torch.mm`` on two threads, against 1.1-2.9x split over the pool).
+calls, and on a VM waking one takes 43-90 us (``bench/threads.py``): as long as a batch-1 layer's whole
+GEMM. So splitting that GEMM over the pool gained little (a 32 -> 32 channel 3x3 layer at 28x28: 0.163
+ms on one thread, 0.132 ms split over two). numba's ``parallel=True`` regions run on OpenMP threads that
+spin-wait for a few milliseconds after a region, so the next one starts in microseconds: what torch's
+OpenMP threads give its GEMMs. A forward calls its layers back to back, so the team stays awake through
+it (``bench/threads.py``, idle: the batch-1 GEMM shapes run at 0.96-1.18x ``torch.mm`` on two threads,
+against 0.91-1.61x split over the pool).
 
 Each thread calls BLAS (scipy's ``sgemm``/``dgemm``, Fortran interface, through the addresses
 ``scipy.linalg.cython_blas`` exports, as numba's own ``np.dot`` does) on its share of the output: a block
 of columns (output pixels) when each thread gets at least ``MIN_SPLIT_COLUMNS``, else a block of rows
-(output channels), or a share of a stack of GEMMs. BLAS is pinned to one thread inside.
+(output channels), or a share of a stack of GEMMs. BLAS is pinned to one thread inside. Kernels
+elsewhere call :func:`_call` from their own regions (Winograd's inference forward).
 
-Used only where a batch has nothing to share out: batches keep the chunk pool, whose threads sleep,
-because OpenMP threads spinning after every call made a training step on a busy machine 1.5-3x slower
-(see :mod:`shendu.ops.kernels.activation_numba`). :func:`available` is False without numba, with one
-thread, or when numba's threading layer is its own workqueue (not thread-safe: two threads launching a
-region at once abort the process); callers then keep the pool.
+Training keeps the chunk pool, whose threads sleep: OpenMP threads spinning after every call made a
+training step on a busy machine 1.5-3x slower (see :mod:`shendu.ops.kernels.activation_numba`); the
+team runs a single image's GEMMs and the convolutions of an inference forward (no gradient asked for).
+While its threads may still spin, the pool runs its work on the calling thread
+(:func:`shendu.ops.kernels.parallel.note_team_region`). :func:`available` is False without numba, with
+one thread, or when numba's threading layer is its own workqueue (not thread-safe: two threads launching
+a region at once abort the process); callers then keep the pool.
 
 Operands are strided views: a matrix whose last axis has unit stride is stored as it is, one whose
 second-to-last axis has unit stride is a transposed view (BLAS reads either). The kernels take raw

@@ -249,8 +249,8 @@ def filter_transform(w, m: int, groups: int = 1, out: np.ndarray | None = None, 
     same speed). Measured on stage 4 (256 x 256 filters, one thread): 2.2 ms, against 5.0 ms for a
     ``(C, K)`` layout, which needed one strided GEMM per input channel. ``out``: a flat array of
     ``alpha^2 K C/groups`` elements to write into (the layers pass a workspace). ``team``: split the GEMM
-    over numba's OpenMP team (:mod:`shendu.ops.kernels.team`; for a single image, whose forward uses
-    the team) instead of the chunk pool."""
+    over numba's OpenMP team (:mod:`shendu.ops.kernels.team`; for the inference forwards that run there)
+    instead of the chunk pool."""
     K, Cg = w.shape[:2]
     G, Kg = groups, K // groups
     _, _, KG = _kron(m, w.dtype)

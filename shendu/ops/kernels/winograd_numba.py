@@ -19,8 +19,8 @@ copies are scalar loops in their own kernels.
 The kernels are serial (``nogil``): the chunk threads of :mod:`shendu.ops.kernels.parallel` run them,
 each on its own chunk. :func:`forward_team` runs a whole inference forward on numba's OpenMP team
 instead (:mod:`shendu.ops.kernels.team`): each thread takes its chunks through the same kernels and
-calls BLAS itself for the channel GEMMs. The NumPy code in :mod:`shendu.ops.kernels.winograd` is the reference, and
-tests check the written-out transforms against :func:`shendu.ops.kernels.winograd.matrices`.
+calls BLAS itself for the channel GEMMs. The NumPy code in :mod:`shendu.ops.kernels.winograd` is the
+reference, and tests check the written-out transforms against :func:`shendu.ops.kernels.winograd.matrices`.
 """
 
 from __future__ import annotations
