@@ -190,6 +190,14 @@ def _check(a, b, out):
         raise ValueError(f"team.gemm: shapes {a.shape} @ {b.shape} -> {out.shape} do not match")
 
 
+def _no_gemm(out, K) -> bool:
+    """Whether there is nothing for BLAS to do: an empty ``out``, or an empty sum (``K == 0``, then
+    ``out`` is zeroed)."""
+    if out.size and K == 0:
+        out.fill(0)
+    return out.size == 0 or K == 0
+
+
 def gemm(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> np.ndarray:
     """``out = a @ b`` for 2-D float32/float64 views, split over the team's threads: by columns of
     ``out`` when each thread gets at least :data:`MIN_SPLIT_COLUMNS`, else by rows. ``out`` needs a
@@ -204,12 +212,9 @@ def gemm(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> np.ndarray:
     """
     _check(a, b, out)
     M, K = a.shape
+    if _no_gemm(out, K):
+        return out
     N = b.shape[1]
-    if M == 0 or N == 0:
-        return out
-    if K == 0:
-        out.fill(0)
-        return out
     a, b, (ta, lda), (tb, ldb), (_, ldc) = _operands(a, b, out)
     threads = parallel.num_threads()
     with parallel.single_threaded_blas():  # BLAS runs inside the team's threads: one thread each
@@ -234,12 +239,9 @@ def gemm_batched(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> np.ndarray:
     if not (a.ndim == b.ndim == out.ndim == 3 and a.shape[0] == b.shape[0] == out.shape[0]):
         raise ValueError(f"team.gemm_batched: stacks of equal length, got {a.shape}, {b.shape}, {out.shape}")
     S, M, K = a.shape
+    if _no_gemm(out, K):
+        return out
     N = b.shape[2]
-    if S == 0 or M == 0 or N == 0:
-        return out
-    if K == 0:
-        out.fill(0)
-        return out
     a, b, (ta, lda), (tb, ldb), (_, ldc) = _operands(a, b, out)
     threads = parallel.num_threads()
     with parallel.single_threaded_blas():
