@@ -136,6 +136,19 @@ def test_inference_batches_on_the_team_match_torch(two_threads, monkeypatch, alg
     np.testing.assert_allclose(trained.detach().numpy(), want, rtol=tol, atol=tol)
 
 
+@pytest.mark.parametrize("m,hw,pads", [(4, (4, 4), (1, 1, 1, 1)),   # one tile row: the second thread idles
+                                        (4, (11, 9), (1, 1, 1, 1)),  # three tile rows: bands of 1 and 2
+                                        (2, (13, 6), (2, 0, 1, 1)),  # seven rows, asymmetric padding
+                                        (4, (2, 12), (1, 1, 0, 0))])
+def test_single_image_winograd_bands_match_the_reference(two_threads, m, hw, pads):
+    """A single image's Winograd forward on the team splits its tile rows into bands, one per thread
+    (winograd_numba.forward_rows_team): equal to the NumPy reference in float64."""
+    x = RNG.standard_normal((1, 5) + hw)
+    w = RNG.standard_normal((7, 5, 3, 3))
+    np.testing.assert_allclose(winograd._conv2d_team(x, w, pads, m), winograd.conv2d_numpy(x, w, pads, 1, m),
+                               rtol=1e-10, atol=1e-10)
+
+
 def test_filter_transform_on_the_team_equals_the_pool(two_threads, monkeypatch):
     monkeypatch.setattr(team, "MIN_WORK", 0)
     w = RNG.standard_normal((8, 5, 3, 3)).astype(np.float32)

@@ -375,7 +375,9 @@ def conv2d(x, w, pads=(0, 0, 0, 0), groups=1, m=4, bias=None, team=False) -> np.
     (:func:`_conv2d_numba`; ``team``: on numba's OpenMP team, for inference, :func:`_conv2d_team`), else
     the NumPy reference (:func:`conv2d_numpy`)."""
     if _use_numba(x, w, bias):
-        if team and groups == 1 and x.shape[0] > 1 and _team.available():
+        N, K = x.shape[0], w.shape[0]
+        if groups == 1 and ((team and N > 1 and _team.available())
+                            or (N == 1 and _team.worth(9 * K * x[0].size))):
             return _conv2d_team(x, w, pads, m, bias)
         return _conv2d_numba(x, w, pads, groups, m, bias)
     y = conv2d_numpy(x, w, pads, groups, m)
@@ -524,7 +526,7 @@ def _conv2d_numba(x, w, pads, groups, m, bias=None):
     Hp = th * m + 2
     dt = x.dtype
     AT, _, BT = matrices(m, 3, dt)
-    UT = _filters(w, m, G, team=N == 1).transpose(0, 1, 3, 2)  # (G,a2,Cg,Kg)
+    UT = _filters(w, m, G).transpose(0, 1, 3, 2)  # (G,a2,Cg,Kg)
     y = np.empty((N, K, P, Q), dt)
     T1 = th * tw
     nb = _chunk(N, C, K, T1, dt)
@@ -546,16 +548,14 @@ def _conv2d_numba(x, w, pads, groups, m, bias=None):
             for g in range(G):
                 np.matmul(V[:, :, g * Cg:(g + 1) * Cg], UT[g][:, :, k0:k1], out=M[:, :, g * Kg + k0:g * Kg + k1])
 
-        if N == 1 and G == 1 and _team.worth(V.size * K):  # a single chunk: OpenMP threads share its GEMMs
-            _team.gemm_batched(V, UT[0], M)
-        elif N == 1 and num_threads() > 1:
+        if N == 1 and num_threads() > 1:  # a single chunk: the threads share its GEMMs instead
             with single_threaded_blas():
                 split_rows(channel_gemms, Kg, V.size + M.size + UT.size)
         else:
             channel_gemms(0, Kg)
         yq = s.get("a", (n, th * m, m, tw, K))
         _wn.output_transform(M, AT, th, tw, yq)
-        _wn.scatter_output(yq, y, lo)
+        _wn.scatter_output(yq, y, lo, 0)
         if bias is not None:
             y[lo:hi] += bias.reshape(K, 1, 1)
 
@@ -564,27 +564,32 @@ def _conv2d_numba(x, w, pads, groups, m, bias=None):
 
 
 def _conv2d_team(x, w, pads, m, bias=None):
-    """:func:`_conv2d_numba` for one group with every chunk on numba's OpenMP team
-    (:func:`shendu.ops.kernels.winograd_numba.forward_team`): no pool thread to wake per call."""
+    """:func:`_conv2d_numba` for one group on numba's OpenMP team, in one region: the threads take chunks
+    of images (:func:`shendu.ops.kernels.winograd_numba.forward_team`), or, for a single image, bands of
+    its tile rows (``forward_rows_team``), each through the whole forward with its own BLAS calls."""
     x = np.ascontiguousarray(x)
     N, C = x.shape[:2]
     K = w.shape[0]
     a2 = (m + 2) ** 2
     P, Q, th, tw = _tiles(x.shape, pads, m)
-    Hp = th * m + 2
     dt = x.dtype
     AT, _, BT = matrices(m, 3, dt)
     U = _filters(w, m, 1, team=True)[0]  # (a2, K, C)
     y = np.empty((N, K, P, Q), dt)
-    T1 = th * tw
-    nb = _chunk(N, C, K, T1, dt)
     threads = num_threads()
-    sizes = {"a": max(nb * Hp * m * (tw + 1) * C, nb * th * m * m * tw * K), "V": a2 * nb * T1 * C,
-             "GY": a2 * nb * T1 * K}
-    bufs = {k: workspace("winograd.team." + k, threads * v, dt).reshape(threads, v) for k, v in sizes.items()}
+    nb = _chunk(N, C, K, th * tw, dt) if N > 1 else 1
+    rows = th if N > 1 else -(-th // threads)  # tile rows of a thread's band
+    T = nb * rows * tw
+    sizes = {"a": nb * max((rows * m + 2) * m * (tw + 1) * C, rows * m * m * tw * K), "V": a2 * T * C,
+             "GY": a2 * T * K}
+    a, V, GY = (workspace("winograd.team." + k, threads * v, dt).reshape(threads, v) for k, v in sizes.items())
+    args = (x, pads[0], pads[2], BT, AT, U, y)
+    ints = np.empty((threads, 6), np.int32)
     with single_threaded_blas():  # BLAS runs inside the team's threads: one thread each
-        _wn.forward_team(x, pads[0], pads[2], BT, AT, U, y, nb, th, tw, bufs["a"], bufs["V"], bufs["GY"],
-                         np.empty((threads, 6), np.int32), _team.consts_address(), threads)
+        if N > 1:
+            _wn.forward_team(*args, nb, th, tw, a, V, GY, ints, _team.consts_address(), threads)
+        else:
+            _wn.forward_rows_team(*args, th, tw, a, V, GY, ints, _team.consts_address(), threads)
     parallel.note_team_region()
     if bias is not None:
         y += bias.reshape(K, 1, 1)

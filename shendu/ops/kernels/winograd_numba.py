@@ -36,9 +36,9 @@ try:
 except ImportError:  # pragma: no cover - numba is optional
     AVAILABLE = False
 
-__all__ = ["AVAILABLE", "forward_team", "gather_input", "scatter_output", "gather_output_grad", "scatter_input_grad",
-           "input_transform", "output_transform", "output_adjoint", "input_adjoint", "apply_transform",
-           "BT", "B", "AT", "A"]
+__all__ = ["AVAILABLE", "forward_team", "forward_rows_team", "gather_input", "scatter_output", "gather_output_grad",
+           "scatter_input_grad", "input_transform", "output_transform", "output_adjoint", "input_adjoint",
+           "apply_transform", "BT", "B", "AT", "A"]
 
 # which 1-D transform _apply runs (of F(m, 3)): z = B^T d, d = B z, y = A^T M, r = A g
 BT, B, AT, A = 0, 1, 2, 3
@@ -282,14 +282,15 @@ if AVAILABLE:
 
     @njit(**_opts)
     def gather_input(x, lo, top, left, xq):  # pragma: no cover - compiled
-        """``xq[i, top + h, (left + w) % m, (left + w) // m, c] = x[lo + i, c, h, w]``, zeros elsewhere."""
+        """``xq[i, top + h, (left + w) % m, (left + w) // m, c] = x[lo + i, c, h, w]``, zeros elsewhere
+        (a negative ``top`` gathers a band of rows: xq's row 0 is padded row ``-top``)."""
         n, Hp, m, tq, C = xq.shape
         H, W = x.shape[2], x.shape[3]
         xf, qf = x.reshape(-1), xq.reshape(-1)
         qf[:] = 0
         hw = np.uint64(H * W)
         for img in range(n):
-            for h in range(min(H, Hp - top)):
+            for h in range(max(0, -top), min(H, Hp - top)):
                 for w in range(W):
                     wp = w + left
                     d0 = (((img * Hp + top + h) * m + wp % m) * tq + wp // m) * C
@@ -298,20 +299,21 @@ if AVAILABLE:
                         qf[np.uint64(d0 + c)] = xf[s0 + np.uint64(c) * hw]
 
     @njit(**_opts)
-    def scatter_output(yq, y, lo):  # pragma: no cover - compiled
-        """``y[lo + i, k, r, col] = yq[i, r, col % m, col // m, k]`` for the rows/columns of ``y``."""
+    def scatter_output(yq, y, lo, row0):  # pragma: no cover - compiled
+        """``y[lo + i, k, row0 + r, col] = yq[i, r, col % m, col // m, k]`` for the rows/columns of ``y``
+        (``row0``: where a band of tile rows starts; 0 for whole images)."""
         n, R_, m, tw, K = yq.shape
         P, Q = y.shape[2], y.shape[3]
         qf, yf = yq.reshape(-1), y.reshape(-1)
         pq = np.uint64(P * Q)
         for img in range(n):
-            for r in range(P):
+            for r in range(min(R_, P - row0)):
                 for j in range(m):
                     for tx in range(tw):
                         col = tx * m + j
                         if col < Q:
                             s0 = (((img * R_ + r) * m + j) * tw + tx) * K
-                            d0 = np.uint64(((lo + img) * K * P + r) * Q + col)
+                            d0 = np.uint64(((lo + img) * K * P + row0 + r) * Q + col)
                             for k in range(K):
                                 yf[d0 + np.uint64(k) * pq] = qf[np.uint64(s0 + k)]
 
@@ -350,35 +352,55 @@ if AVAILABLE:
                             for c in range(C):
                                 gf[d0 + np.uint64(c) * hw] = qf[np.uint64(s0 + c)]
 
+    @njit(nogil=True, cache=True)
+    def _forward_band(x, lo, n, top, left, BT, AT, U, y, row0, th, tw, abuf, vbuf, mbuf, ints,
+                      consts):  # pragma: no cover - compiled
+        """Images lo..lo+n, tile rows of the band starting at output row ``row0`` (``th`` of them), through
+        the whole forward: gather, ``V = B^T d B``, ``M[xi] = V[xi] @ U[xi]^T`` (BLAS through
+        :func:`shendu.ops.kernels.team._call`; ``U``: (alpha^2, K, C) transformed filters),
+        ``Y = A^T M A``, scatter into ``y``. ``abuf``, ``vbuf``, ``mbuf``: this thread's scratch."""
+        C = x.shape[1]
+        a2, K = U.shape[0], U.shape[1]
+        m = AT.shape[0]
+        Hp = th * m + 2
+        T = n * th * tw
+        it = x.itemsize
+        xq = abuf[:n * Hp * m * (tw + 1) * C].reshape((n, Hp, m, tw + 1, C))
+        gather_input(x, lo, top - row0, left, xq)
+        V = vbuf[:a2 * T * C].reshape((a2, T, C))
+        input_transform(xq, BT, th, tw, V)
+        M = mbuf[:a2 * T * K].reshape((a2, T, K))
+        pv, pu, pm = V.ctypes.data, U.ctypes.data, M.ctypes.data
+        for xi in range(a2):  # M[xi] (T x K) = V[xi] (T x C) @ U[xi]^T (U[xi] stored K x C)
+            _team._call(ints, consts, it, 0, 1, T, K, C, pv + xi * T * C * it, C, pu + xi * K * C * it, C,
+                        pm + xi * T * K * it, K)
+        yq = abuf[:n * th * m * m * tw * K].reshape((n, th * m, m, tw, K))
+        output_transform(M, AT, th, tw, yq)
+        scatter_output(yq, y, lo, row0)
+
     @njit(parallel=True, nogil=True, cache=True)
     def forward_team(x, top, left, BT, AT, U, y, nb, th, tw, abuf, vbuf, mbuf, ints, consts,
                      threads):  # pragma: no cover - compiled
         """The forward of :func:`shendu.ops.kernels.winograd.conv2d` (one group) on ``threads`` threads
-        of the team, thread t taking chunks t, t + threads, ... of ``nb`` images: gather, ``V = B^T d B``,
-        ``M[xi] = V[xi] @ U[xi]^T`` (BLAS, ``U``: (alpha^2, K, C) transformed filters), ``Y = A^T M A``,
-        scatter into ``y``. ``abuf``, ``vbuf``, ``mbuf``: per-thread scratch rows; ``ints``/``consts``:
-        BLAS's by-address arguments (:func:`shendu.ops.kernels.team._call`)."""
-        N, C = x.shape[0], x.shape[1]
-        a2, K = U.shape[0], U.shape[1]
-        m = AT.shape[0]
-        Hp = th * m + 2
-        T1 = th * tw
-        it = x.itemsize
+        of the team, thread t taking chunks t, t + threads, ... of ``nb`` images (:func:`_forward_band`
+        on each; per-thread scratch rows ``abuf[t]`` ...; ``ints``/``consts``: BLAS's by-address
+        arguments)."""
+        N = x.shape[0]
         chunks = (N + nb - 1) // nb
         for t in prange(threads):
             for ch in range(t, chunks, threads):
                 lo = ch * nb
-                n = min(N, lo + nb) - lo
-                T = n * T1
-                xq = abuf[t, :n * Hp * m * (tw + 1) * C].reshape((n, Hp, m, tw + 1, C))
-                gather_input(x, lo, top, left, xq)
-                V = vbuf[t, :a2 * T * C].reshape((a2, T, C))
-                input_transform(xq, BT, th, tw, V)
-                M = mbuf[t, :a2 * T * K].reshape((a2, T, K))
-                pv, pu, pm = V.ctypes.data, U.ctypes.data, M.ctypes.data
-                for xi in range(a2):  # M[xi] (T x K) = V[xi] (T x C) @ U[xi]^T (U[xi] stored K x C)
-                    _team._call(ints[t], consts, it, 0, 1, T, K, C, pv + xi * T * C * it, C, pu + xi * K * C * it,
-                                C, pm + xi * T * K * it, K)
-                yq = abuf[t, :n * th * m * m * tw * K].reshape((n, th * m, m, tw, K))
-                output_transform(M, AT, th, tw, yq)
-                scatter_output(yq, y, lo)
+                _forward_band(x, lo, min(N, lo + nb) - lo, top, left, BT, AT, U, y, 0, th, tw, abuf[t], vbuf[t],
+                              mbuf[t], ints[t], consts)
+
+    @njit(parallel=True, nogil=True, cache=True)
+    def forward_rows_team(x, top, left, BT, AT, U, y, th, tw, abuf, vbuf, mbuf, ints, consts,
+                          threads):  # pragma: no cover - compiled
+        """:func:`forward_team` for a single image: thread t takes a band of its tile rows (the tiles of
+        different rows share no output, and their inputs only the two rows where the bands meet)."""
+        m = AT.shape[0]
+        for t in prange(threads):
+            ty0, ty1 = th * t // threads, th * (t + 1) // threads
+            if ty1 > ty0:
+                _forward_band(x, 0, 1, top, left, BT, AT, U, y, ty0 * m, ty1 - ty0, tw, abuf[t], vbuf[t], mbuf[t],
+                              ints[t], consts)
