@@ -275,7 +275,8 @@ def _conv2d_team(x, wmat, y, plain, out_hw, rows, cols, stride) -> None:
             columns = x[lo:lo + n].reshape(n, C, PQ).transpose(1, 0, 2)  # (CRS, n, PQ)
         else:
             buf = workspace("im2col.cols", CRS * n * PQ, x.dtype).reshape(C, kh, kw, n, P, Q)
-            _col2im_numba.fill_cols(x[lo:lo + n], buf, rows, cols, stride, threads)
+            if not _col2im_numba.fill_cols(x[lo:lo + n], buf, rows, cols, stride, threads):
+                raise RuntimeError("im2col: the team's column fill refused its arrays (conv2d checks them first)")
             columns = buf.reshape(CRS, n, PQ)
         if n == 1:
             _team.gemm(wmat, columns[:, 0], y[lo])

@@ -2,8 +2,8 @@
 
 Why: the chunk pool of :mod:`shendu.ops.kernels.parallel` runs Python on threads that sleep between
 calls, and on a VM waking one takes 43-90 us (``bench/threads.py``): as long as a batch-1 layer's whole
-GEMM. So splitting that GEMM over the pool gained little (a 32 -> 32 channel 3x3 layer at 28x28: 0.163
-ms on one thread, 0.132 ms split over two). numba's ``parallel=True`` regions run on OpenMP threads that
+GEMM. So splitting that GEMM over the pool gained little (the GEMM of a 32 -> 32 channel 3x3 layer at
+28x28: 0.163 ms on one thread, 0.132 ms split over two). numba's ``parallel=True`` regions run on OpenMP threads that
 spin-wait for a few milliseconds after a region, so the next one starts in microseconds: what torch's
 OpenMP threads give its GEMMs. A forward calls its layers back to back, so the team stays awake through
 it (``bench/threads.py``, idle: the batch-1 GEMM shapes run at 0.96-1.18x ``torch.mm`` on two threads,
@@ -50,8 +50,8 @@ __all__ = ["available", "worth", "gemm", "gemm_batched", "MIN_SPLIT_COLUMNS", "M
 MIN_SPLIT_COLUMNS = 64
 
 # Multiply-adds below which a GEMM runs on the calling thread: a team call costs ~10 us (Python, BLAS
-# arguments, the region), as much as a 32 x 9 x 784 GEMM (a 1 -> 32 channel 3x3 layer at 28x28) on one
-# thread; 2^20 multiply-adds take ~25 us on one thread.
+# arguments, the region), twice a 32 x 9 x 784 GEMM (a 1 -> 32 channel 3x3 layer at 28x28: 5.6 us on one
+# thread); a GEMM of 2^20 multiply-adds (64 x 1024 x 16) takes 27 us on one thread.
 MIN_WORK = 1 << 20
 
 _state = {"checked": False, "ok": False}
