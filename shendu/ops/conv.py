@@ -36,6 +36,7 @@ import functools
 import math
 import numbers
 
+from shendu.autograd.engine import grad_mode
 from shendu.autograd.function import Function
 from shendu.autograd.tensor import Tensor
 from shendu.errors import ArgumentError, DTypeError, ShapeError, fmt_shape
@@ -135,7 +136,7 @@ def _gemm_seconds(flops, narrow: int) -> float:
     return flops * _GEMM_FLOP / min(1.0, max(narrow, 4) / 64)
 
 
-def estimate_costs(x_shape, w_shape, g: Geometry, threads: int = 1) -> dict:
+def estimate_costs(x_shape, w_shape, g: Geometry, threads: int = 1, inference: bool = False) -> dict:
     """Estimated forward+backward seconds of each applicable algorithm (the model behind ``auto``).
 
     im2col: 3 GEMMs of ``2 N K C k^2 P Q / groups`` flops plus ~3 passes over the column matrix
@@ -150,6 +151,8 @@ def estimate_costs(x_shape, w_shape, g: Geometry, threads: int = 1) -> dict:
     ``threads`` matters for a single image only (batches give every thread its own images): im2col
     then splits its column fill and GEMM over the threads, Winograd only its GEMMs and filter transform
     (which, for a small image of a deep layer, are narrow: few tiles per GEMM).
+    ``inference``: no gradient will be asked for; a single image (one group) then gets the forward-only
+    estimate of :func:`_single_image_inference_costs`, since it runs on numba's team with its own costs.
 
     >>> g = Geometry(stride=(1, 1), pads=(1, 1, 1, 1), dilation=(1, 1), groups=1)
     >>> sorted(estimate_costs((16, 64, 56, 56), (64, 64, 3, 3), g))
@@ -161,6 +164,9 @@ def estimate_costs(x_shape, w_shape, g: Geometry, threads: int = 1) -> dict:
     Kg = K // G
     P = _im2col.out_size(H, kh, g.stride[0], g.pads[0] + g.pads[1], g.dilation[0])
     Q = _im2col.out_size(W, kw, g.stride[1], g.pads[2] + g.pads[3], g.dilation[1])
+    if inference and N == 1 and G == 1:
+        fft = estimate_costs(x_shape, w_shape, g, threads)["fft"] / 3  # one of its three passes
+        return {**_single_image_inference_costs(C, K, kh, kw, P, Q, g, threads), "fft": fft}
     gemm = 2.0 * N * K * Cg * kh * kw * P * Q
     cols = N * C * kh * kw * P * Q
     plain = (kh, kw) == (1, 1) and g.stride == (1, 1) and not any(g.pads)
@@ -184,14 +190,45 @@ def estimate_costs(x_shape, w_shape, g: Geometry, threads: int = 1) -> dict:
     return costs
 
 
-def choose_algorithm(x_shape, w_shape, g: Geometry) -> str:
-    """The algorithm ``auto`` runs for these shapes: the cheapest in :func:`estimate_costs`."""
-    return _cheapest(tuple(x_shape), tuple(w_shape), g, _parallel.num_threads())
+# The single-image inference model, fitted to the forward times of eleven 3x3 layers (32-512 channels,
+# 4x4 to 56x56; im2col, F(4x4), F(2x2)) at batch 1 on this repository's 2-core machine, on numba's team:
+# it picks the fastest of the three on ten of them (the eleventh a 5% near-tie). A forward reads
+# Winograd's transformed filters (alpha^2 K C values, written on every call) once per thread, which
+# dominates a deep layer's small image; its channel GEMMs have only the tiles of a band as rows.
+_INF_GEMM_FLOP = 1 / 120e9   # seconds per flop of one thread's GEMM
+_INF_COPY_ELEM = 1e-9        # seconds per element of im2col's column fill (one pass)
+_INF_TILE_ELEM = 8e-10       # seconds per tile element of Winograd's input and output transforms
+_INF_FILTER_ELEM = 8e-10     # seconds per transformed-filter element (written, then read by every thread)
+_INF_CALL = 2e-5             # fixed cost of one forward call
+
+
+def _single_image_inference_costs(C, K, kh, kw, P, Q, g: Geometry, threads: int) -> dict:
+    """Forward seconds of im2col and Winograd for one image (one group) shared by ``threads``."""
+    gemm = 2.0 * K * C * kh * kw * P * Q
+    plain = (kh, kw) == (1, 1) and g.stride == (1, 1) and not any(g.pads)
+    fill = 0 if plain else C * kh * kw * P * Q * _INF_COPY_ELEM
+    narrow = min(1.0, max(min(K, C * kh * kw), 4) / 64)
+    costs = {"im2col": _INF_CALL + (gemm * _INF_GEMM_FLOP / narrow + fill) / threads}
+    if winograd_problem((K, C, kh, kw), g) is None and min(C, K) >= 8:
+        for name, m in (("winograd", 4), ("winograd2x2", 2)):
+            tiles = -(-P // m) * -(-Q // m)
+            a2 = (m + 2) ** 2
+            band_narrow = min(1.0, max(min(K, C, tiles / threads), 4) / 32)  # a thread's band of tiles
+            channel_gemms = 2.0 * a2 * tiles * K * C * _INF_GEMM_FLOP / band_narrow
+            transforms = tiles * a2 * (C + K) * _INF_TILE_ELEM
+            costs[name] = _INF_CALL + (channel_gemms + transforms) / threads + a2 * K * C * _INF_FILTER_ELEM
+    return costs
+
+
+def choose_algorithm(x_shape, w_shape, g: Geometry, inference: bool = False) -> str:
+    """The algorithm ``auto`` runs for these shapes: the cheapest in :func:`estimate_costs`
+    (``inference``: the forward will not be differentiated)."""
+    return _cheapest(tuple(x_shape), tuple(w_shape), g, _parallel.num_threads(), inference)
 
 
 @functools.lru_cache(maxsize=1024)  # a network asks about the same few shapes on every step
-def _cheapest(x_shape, w_shape, g: Geometry, threads: int) -> str:
-    costs = estimate_costs(x_shape, w_shape, g, threads)
+def _cheapest(x_shape, w_shape, g: Geometry, threads: int, inference: bool) -> str:
+    costs = estimate_costs(x_shape, w_shape, g, threads, inference)
     return min(costs, key=costs.get)
 
 
@@ -302,11 +339,11 @@ def _channel_error(op: str, x_shape, c_expected: int, w_shape, layout: str) -> S
     return ShapeError(msg)
 
 
-def _check_algorithm(op: str, algorithm: str, w_shape, g: Geometry, x_shape) -> str:
+def _check_algorithm(op: str, algorithm: str, w_shape, g: Geometry, x_shape, inference: bool = False) -> str:
     if algorithm not in ALGORITHMS:
         raise ArgumentError(f"{op}: unknown algorithm {algorithm!r}; expected one of {', '.join(ALGORITHMS)}")
     if algorithm == "auto":
-        algorithm = choose_algorithm(x_shape, w_shape, g)
+        algorithm = choose_algorithm(x_shape, w_shape, g, inference)
     elif algorithm.startswith("winograd"):
         why = winograd_problem(w_shape, g)
         if why:
@@ -386,7 +423,8 @@ _geometry_cached = functools.lru_cache(maxsize=1024)(_geometry)
 def _conv(op, input, weight, bias, stride, padding, dilation, groups, algorithm, nd) -> Tensor:
     x, w, b, g, x4_shape, w4_shape, batched = _prepare(op, input, weight, bias, stride, padding, dilation,
                                                       groups, nd)
-    alg = _check_algorithm(op, algorithm, w4_shape, g, x4_shape)
+    inference = not (grad_mode.enabled and (x.requires_grad or w.requires_grad or (b is not None and b.requires_grad)))
+    alg = _check_algorithm(op, algorithm, w4_shape, g, x4_shape, inference)
     P = _im2col.out_size(x4_shape[2], w4_shape[2], g.stride[0], g.pads[0] + g.pads[1], g.dilation[0])
     Q = _im2col.out_size(x4_shape[3], w4_shape[3], g.stride[1], g.pads[2] + g.pads[3], g.dilation[1])
     y_shape = ((x4_shape[0],) if batched else ()) + (w4_shape[0],) + ((P, Q) if nd == 2 else (Q,))

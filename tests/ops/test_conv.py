@@ -108,18 +108,43 @@ def test_conv_transpose_is_the_adjoint_of_conv(alg):
     ((8, 3, 64, 64), (16, 3, 7, 7), dict(stride=2, padding=3), "im2col"),
     # batch 1 of a deep layer: Winograd's per-call filter transform (4x the weight) costs more than it saves
     ((1, 512, 7, 7), (512, 512, 3, 3), dict(padding=1), "im2col"),
-    # batch 1 at 14x14: F(4x4)'s 16 tiles make narrow channel GEMMs (measured 6.8 ms against im2col's 3.4)
+    # batch 1 at 14x14, trained: F(4x4)'s 16 tiles make narrow channel GEMMs (measured 6.8 ms against im2col's 3.4)
     ((1, 256, 14, 14), (256, 256, 3, 3), dict(padding=1), "winograd2x2"),
 ])
 def test_auto_choice_is_reported(x_shape, w_shape, kw, expected):
-    x = np.zeros(x_shape, np.float32)
+    """The training choice (an input that requires grad): forward and backward costs."""
+    x = shendu.zeros(x_shape, requires_grad=True)
     w = np.zeros(w_shape, np.float32)
     shendu.conv2d(x, w, **kw)
     assert conv_ops.last_algorithm() == expected
-    g = conv_ops.Geometry(**{k: v for k, v in conv_ops._prepare("conv2d", x, w, None, kw.get("stride", 1),
-                                                                 kw.get("padding", 0), 1, kw.get("groups", 1),
-                                                                 2)[3].__dict__.items()})
-    assert conv_ops.choose_algorithm(x_shape, w_shape, g) == expected
+    assert conv_ops.choose_algorithm(x_shape, w_shape, _geometry_of(x, w, kw)) == expected
+
+
+def _geometry_of(x, w, kw):
+    return conv_ops._prepare("conv2d", x, w, None, kw.get("stride", 1), kw.get("padding", 0), 1,
+                             kw.get("groups", 1), 2)[3]
+
+
+# Single-image inference, measured forward times on the 2-core machine (python bench/models.py's layers,
+# in isolation, on numba's team): the forward-only model picks the fastest of im2col, F(4x4) and F(2x2).
+@pytest.mark.parametrize("x_shape, w_shape, expected", [
+    ((1, 64, 56, 56), (64, 64, 3, 3), "winograd"),        # 0.66 ms; F(2x2) 0.91, im2col 1.53
+    ((1, 128, 28, 28), (128, 128, 3, 3), "winograd2x2"),  # 0.92 ms; F(4x4) 1.16, im2col 1.52
+    ((1, 256, 14, 14), (256, 256, 3, 3), "im2col"),       # 1.39 ms; F(2x2) 1.92, F(4x4) 3.04
+    ((1, 128, 14, 14), (128, 128, 3, 3), "im2col"),       # 0.41 ms; F(2x2) 0.46, F(4x4) 0.50
+    ((1, 512, 4, 4), (512, 512, 3, 3), "im2col"),         # 0.60 ms; F(2x2) 3.8, F(4x4) 7.2
+])
+def test_single_image_inference_choice(x_shape, w_shape, expected):
+    x, w = np.zeros(x_shape, np.float32), np.zeros(w_shape, np.float32)
+    with shendu.no_grad():
+        shendu.conv2d(shendu.zeros(x_shape, requires_grad=True), w, padding=1)
+    assert conv_ops.last_algorithm() == expected
+    shendu.conv2d(x, w, padding=1)  # no input requires grad: inference too
+    assert conv_ops.last_algorithm() == expected
+    g = _geometry_of(x, w, dict(padding=1))
+    assert conv_ops.choose_algorithm(x_shape, w_shape, g, inference=True) == expected
+    shendu.conv2d(shendu.zeros(x_shape, requires_grad=True), w, padding=1)  # trained: forward and backward
+    assert conv_ops.last_algorithm() == conv_ops.choose_algorithm(x_shape, w_shape, g, inference=False)
 
 
 def test_algorithm_errors_name_the_reason():

@@ -26,7 +26,8 @@ __all__ = ["AVAILABLE", "enabled", "accepts", "relu", "relu_backward"]
 
 enabled = AVAILABLE  # tests set False to force the NumPy reference
 
-_MIN_SIZE = 1 << 16  # smaller arrays: NumPy's lower call overhead wins
+_MIN_SIZE = 1 << 12  # smaller arrays: NumPy's lower call overhead wins (measured crossover 2-4K elements; at
+                     # 64K NumPy's NaN-propagating maximum took 25 us, the kernel 5-8)
 
 
 def accepts(*arrays) -> bool:
