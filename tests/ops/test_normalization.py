@@ -336,3 +336,34 @@ def test_fuse_conv_bn_errors():
         nn.fuse_conv_bn(conv, nn.BatchNorm2d(3))
     with pytest.raises(ArgumentError, match="running statistics"):
         nn.fuse_conv_bn(conv, nn.BatchNorm2d(4, track_running_stats=False))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("affine", [True, False])
+@pytest.mark.parametrize("shape", [(1, 8, 5, 7), (3, 16, 6), (2, 5)])
+def test_batch_norm_inference_matches_torch_and_the_numpy_path(monkeypatch, dtype, affine, shape):
+    """Eval batch norm with no gradient to prepare runs one kernel (factors and pass together); it equals
+    torch's eval, and the NumPy reference, with running statistics far from 0 (centring matters)."""
+    c = shape[1]
+    t_bn = torch.nn.BatchNorm1d(c, affine=affine) if len(shape) < 4 else torch.nn.BatchNorm2d(c, affine=affine)
+    with torch.no_grad():
+        t_bn.running_mean.uniform_(-50, 50)
+        t_bn.running_var.uniform_(0.1, 4)
+        if affine:
+            t_bn.weight.uniform_(-2, 2)
+            t_bn.bias.normal_()
+    t_bn = t_bn.to(torch.float64 if dtype == np.float64 else torch.float32).eval()
+    s_bn = type(nn.BatchNorm1d(c) if len(shape) < 4 else nn.BatchNorm2d(c))(c, affine=affine)
+    s_bn.load_state_dict({k: v.numpy() for k, v in t_bn.state_dict().items()})
+    s_bn = s_bn.to(dtype).eval()
+    mean = t_bn.running_mean.numpy().reshape((1, c) + (1,) * (len(shape) - 2))
+    x = (rng.standard_normal(shape) + mean).astype(dtype)  # inputs near the running means
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    with shendu.no_grad():
+        got = s_bn(_s(x)).data
+    assert got.dtype == dtype
+    want = t_bn(torch.from_numpy(x)).detach().numpy()
+    np.testing.assert_allclose(got, want, rtol=tol, atol=tol)
+    monkeypatch.setattr(norm_numba, "enabled", False)  # the NumPy reference
+    with shendu.no_grad():
+        np.testing.assert_allclose(got, s_bn(_s(x)).data, rtol=tol, atol=tol)
