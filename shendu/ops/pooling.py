@@ -23,6 +23,7 @@ import math
 import numbers
 
 from shendu import backend
+from shendu.autograd import engine
 from shendu.autograd.function import Function
 from shendu.autograd.tensor import Tensor
 from shendu.backend import get_array_module
@@ -118,6 +119,10 @@ class MaxPool(Function):
 def _max_pool(op, nd, input, kernel_size, stride, padding, dilation, ceil_mode, return_indices):
     x = as_tensor_arg(input)
     k, s, p, d, out = _window_args(op, x, nd, kernel_size, stride, padding, dilation, ceil_mode)
+    if not return_indices and not (engine.grad_mode.enabled and x.requires_grad):
+        # inference: no arg-max to keep for a backward, none to return
+        y = K.max_pool2d_values(_planes(x.data, nd), k, s, p, d, out, team=True)
+        return Tensor._wrap(y.reshape(_out_shape(x.shape, nd, out)))
     y, idx = MaxPool.apply(x, nd=nd, k=k, s=s, p=p, d=d, out=out)
     return (y, idx) if return_indices else y
 

@@ -322,3 +322,35 @@ def test_stochastic_layer_reads_training_flag():
     assert np.isin(train_out.data.ravel(), x.data.ravel()).all()
     layer.eval()
     np.testing.assert_allclose(layer(x).data[0], (flat ** 2).sum(-1) / flat.sum(-1), rtol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("k,s,p", [(3, 2, 0), (3, 2, 1), (2, 2, 0), (3, 1, 1), (2, 2, 1)])
+@pytest.mark.parametrize("ceil_mode", [False, True])
+@pytest.mark.parametrize("on_team", [False, True])
+def test_inference_max_pool_values_match_torch(monkeypatch, dtype, k, s, p, ceil_mode, on_team):
+    """Without a gradient or indices to return, max pooling computes values alone (the 2x2/2 and 3x3/2
+    windows with their own kernels, on numba's team when ``on_team``); equal to torch, NaN included."""
+    if on_team:
+        monkeypatch.setattr(K, "TEAM_MIN_SIZE", 0)
+    rng = np.random.default_rng(3)
+    for shape in [(2, 3, 9, 11), (1, 4, 8, 8), (1, 1, 4, 5), (5, 7, 7)]:
+        x = rng.standard_normal(shape).astype(dtype)
+        x.reshape(-1)[rng.integers(0, x.size, 3)] = np.nan
+        with shendu.no_grad():
+            got = F.max_pool2d(shendu.from_numpy(x), k, s, p, ceil_mode=ceil_mode)
+        want = torch.nn.functional.max_pool2d(torch.from_numpy(x), k, s, p, ceil_mode=ceil_mode).numpy()
+        assert got.dtype == dtype
+        np.testing.assert_array_equal(got.data, want)  # NaN where torch has NaN
+
+
+def test_max_pool_keeps_indices_when_asked_or_differentiated():
+    x = shendu.randn(1, 2, 8, 8, requires_grad=True)
+    F.max_pool2d(x, 3, 2, 1).sum().backward()  # the arg-max kept for backward: a 1 per window's maximum
+    assert x.grad.data.sum() == 2 * 4 * 4
+    with shendu.no_grad():
+        y, idx = F.max_pool2d(x, 3, 2, 1, return_indices=True)
+    tx = torch.from_numpy(x.data)
+    ty, tidx = torch.nn.functional.max_pool2d(tx, 3, 2, 1, return_indices=True)
+    np.testing.assert_array_equal(y.data, ty.numpy())
+    np.testing.assert_array_equal(idx.data, tidx.numpy())

@@ -60,31 +60,31 @@ if AVAILABLE:
         kh, kw, P, Q = rows.shape[0], cols.shape[0], buf.shape[4], buf.shape[5]
         xf, bf = x.reshape(-1), buf.reshape(-1)
         zero = x.dtype.type(0)
-        for t in prange(threads):
-            for c in range(C * t // threads, C * (t + 1) // threads):
-                for u in range(kh):
-                    p0, p1, i0 = rows[u, 1], rows[u, 2], rows[u, 3]
-                    for v in range(kw):
-                        q0, q1, j0 = cols[v, 1], cols[v, 2], cols[v, 3]
-                        for img in range(n):
-                            block = np.uint64((((c * kh + u) * kw + v) * n + img) * P * Q)
-                            for p in range(P):
-                                d = block + np.uint64(p * Q)
-                                if p < p0 or p >= p1:  # the window's row is padding
-                                    for q in range(Q):
-                                        bf[d + np.uint64(q)] = zero
-                                    continue
-                                s = np.uint64(((img * C + c) * H + i0 + (p - p0) * sh) * W + j0)
-                                for q in range(q0):
+        for t in prange(threads):  # blocks of (channel, kernel row) pairs: even shares for a 3-channel stem
+            for cu in range(C * kh * t // threads, C * kh * (t + 1) // threads):
+                c, u = cu // kh, cu % kh
+                p0, p1, i0 = rows[u, 1], rows[u, 2], rows[u, 3]
+                for v in range(kw):
+                    q0, q1, j0 = cols[v, 1], cols[v, 2], cols[v, 3]
+                    for img in range(n):
+                        block = np.uint64((((c * kh + u) * kw + v) * n + img) * P * Q)
+                        for p in range(P):
+                            d = block + np.uint64(p * Q)
+                            if p < p0 or p >= p1:  # the window's row is padding
+                                for q in range(Q):
                                     bf[d + np.uint64(q)] = zero
-                                if sw == 1:
-                                    for q in range(q1 - q0):
-                                        bf[d + np.uint64(q0 + q)] = xf[s + np.uint64(q)]
-                                else:
-                                    for q in range(q1 - q0):
-                                        bf[d + np.uint64(q0 + q)] = xf[s + np.uint64(q * sw)]
-                                for q in range(q1, Q):
-                                    bf[d + np.uint64(q)] = zero
+                                continue
+                            s = np.uint64(((img * C + c) * H + i0 + (p - p0) * sh) * W + j0)
+                            for q in range(q0):
+                                bf[d + np.uint64(q)] = zero
+                            if sw == 1:
+                                for q in range(q1 - q0):
+                                    bf[d + np.uint64(q0 + q)] = xf[s + np.uint64(q)]
+                            else:
+                                for q in range(q1 - q0):
+                                    bf[d + np.uint64(q0 + q)] = xf[s + np.uint64(q * sw)]
+                            for q in range(q1, Q):
+                                bf[d + np.uint64(q)] = zero
 
 
 @functools.lru_cache(maxsize=1024)

@@ -14,6 +14,10 @@ Max pooling has two implementations that give identical results:
   networks use most have their own kernels whose inner loop has no bounds checks: 2x2/2 (VGG, LeNet) and
   3x3/2 with padding 0 or 1 (ResNet's stem: 64 x 112 x 112 planes, 6.2 -> 4.8 ms on one thread).
   Set ``USE_NUMBA = False`` to force the reference (the tests compare both).
+
+An inference forward that returns no indices needs no arg-max: :func:`max_pool2d_values` computes the
+values alone, the 3x3/2 window separably (3 + 3 comparisons an output instead of 9), on numba's OpenMP
+team for large inputs. ResNet's stem pool at batch 1 (64 x 112 x 112): 1.9 ms -> 0.36 ms (torch 3.0 ms).
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ import numpy as np
 
 from shendu.ops.kernels.parallel import split_rows
 
-__all__ = ["out_size", "max_pool2d_forward", "max_pool2d_backward", "avg_pool2d_forward",
+__all__ = ["out_size", "max_pool2d_forward", "max_pool2d_values", "max_pool2d_backward", "avg_pool2d_forward",
            "avg_pool2d_backward", "avg_pool2d_numpy", "avg_pool2d_backward_numpy", "adaptive_bins",
            "bin_max_forward", "scatter_planes", "resample_matrix", "USE_NUMBA"]
 
@@ -196,6 +200,85 @@ if numba is not None:
                                 ir[j] = base + w
 
     @numba.njit(cache=True, nogil=True)
+    def _max_pool3x3s2_values(x, ph, pw, y, lo, hi):  # pragma: no cover - compiled
+        # values only (inference), separably: the three taps of each window's columns, row by row of
+        # the input, then the three rows of each output row (contiguous, so that loop vectorizes);
+        # 3 + 3 comparisons an output instead of 9 with arg-max bookkeeping. NaN propagates.
+        P, H, W = x.shape
+        OH, OW = y.shape[1], y.shape[2]
+        j0 = (pw + 1) // 2
+        j1 = max(j0, min(OW, (W - 3 + pw) // 2 + 1))
+        cm = np.empty((H, OW), x.dtype)  # cm[h, j]: the max of window j's columns in input row h
+        for p in range(lo, hi):
+            for h in range(H):
+                r = x[p, h]
+                o = cm[h]
+                for j in range(j0, j1):
+                    w = 2 * j - pw
+                    m = r[w]
+                    for v in range(1, 3):
+                        val = r[w + v]
+                        m = val if (val > m) | (val != val) else m
+                    o[j] = m
+                for e in range(j0 + OW - j1):
+                    j = e if e < j0 else j1 + e - j0
+                    m = -np.inf
+                    for v in range(3):
+                        w = 2 * j - pw + v
+                        if 0 <= w < W:
+                            val = r[w]
+                            m = val if (val > m) | (val != val) else m
+                    o[j] = m
+            for i in range(OH):
+                yr = y[p, i]
+                first = True
+                for u in range(3):
+                    h = 2 * i - ph + u
+                    if h < 0 or h >= H:
+                        continue
+                    src = cm[h]
+                    if first:
+                        for j in range(OW):
+                            yr[j] = src[j]
+                        first = False
+                    else:
+                        for j in range(OW):
+                            val = src[j]
+                            m = yr[j]
+                            yr[j] = val if (val > m) | (val != val) else m
+
+    @numba.njit(parallel=True, cache=True, nogil=True)
+    def _max_pool3x3s2_values_team(x, ph, pw, y, threads):  # pragma: no cover - compiled
+        P = x.shape[0]
+        for t in numba.prange(threads):
+            _max_pool3x3s2_values(x, ph, pw, y, P * t // threads, P * (t + 1) // threads)
+
+    @numba.njit(cache=True, nogil=True)
+    def _max_pool2x2_values(x, y, lo, hi):  # pragma: no cover - compiled
+        # values only (inference): measured on 32 x 28 x 28 float32, 4.6 us against the arg-max kernel's 26
+        OH, OW = y.shape[1], y.shape[2]
+        for p in range(lo, hi):
+            for i in range(OH):
+                r0 = x[p, 2 * i]
+                r1 = x[p, 2 * i + 1]
+                yr = y[p, i]
+                for j in range(OW):
+                    m = r0[2 * j]
+                    v = r0[2 * j + 1]
+                    m = v if (v > m) | (v != v) else m
+                    v = r1[2 * j]
+                    m = v if (v > m) | (v != v) else m
+                    v = r1[2 * j + 1]
+                    m = v if (v > m) | (v != v) else m
+                    yr[j] = m
+
+    @numba.njit(parallel=True, cache=True, nogil=True)
+    def _max_pool2x2_values_team(x, y, threads):  # pragma: no cover - compiled
+        P = x.shape[0]
+        for t in numba.prange(threads):
+            _max_pool2x2_values(x, y, P * t // threads, P * (t + 1) // threads)
+
+    @numba.njit(cache=True, nogil=True)
     def _unpool2x2_numba(g, idx, zero, out, lo, hi):  # pragma: no cover - compiled
         # backward of the 2x2/2 window: every input pixel is written once (its window's gradient or
         # 0), so no zero-filled buffer and no scatter
@@ -249,6 +332,35 @@ def max_pool2d_forward(x, k, s, p, d, out):
             split_rows(lambda lo, hi: _max_pool2d_numba(x, *k, *s, *p, *d, y, idx, lo, hi), x.shape[0], x.size)
         return y, idx
     return max_pool2d_numpy(x, k, s, p, d, out)
+
+
+# An inference max pool shares its planes over numba's OpenMP team from this many input elements: the
+# team's threads are awake after the convolution before it, the pool's would have to be woken.
+TEAM_MIN_SIZE = 1 << 16
+
+
+def max_pool2d_values(x, k, s, p, d, out, team: bool = False):
+    """:func:`max_pool2d_forward`'s values alone (no arg-max: an inference forward that returns no
+    indices). The 2x2/2 window and the 3x3/2 one (ResNet's stem, computed separably) have their own
+    kernels, run on numba's OpenMP team when ``team`` (:mod:`shendu.ops.kernels.team`) and the input is
+    large; other windows use the full kernel."""
+    numba_ok = USE_NUMBA and x.dtype in (np.float32, np.float64)
+    if numba_ok and _is_2x2(k, s, p, d, out, *x.shape[1:]):
+        kernel, team_kernel, geometry = _max_pool2x2_values, _max_pool2x2_values_team, ()
+    elif numba_ok and tuple(k) == (3, 3) and tuple(s) == (2, 2) and tuple(d) == (1, 1) and max(p) <= 1:
+        kernel, team_kernel, geometry = _max_pool3x3s2_values, _max_pool3x3s2_values_team, tuple(p)
+    else:
+        return max_pool2d_forward(x, k, s, p, d, out)[0]
+    from shendu.ops.kernels import parallel, team as _team
+
+    x = np.ascontiguousarray(x)
+    y = np.empty((x.shape[0],) + tuple(out), x.dtype)
+    if team and x.size >= TEAM_MIN_SIZE and _team.available():
+        team_kernel(x, *geometry, y, parallel.num_threads())
+        parallel.note_team_region()
+    else:
+        split_rows(lambda lo, hi: kernel(x, *geometry, y, lo, hi), x.shape[0], x.size)
+    return y
 
 
 def scatter_planes(g, idx, plane_size: int):
