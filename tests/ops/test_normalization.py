@@ -367,3 +367,28 @@ def test_batch_norm_inference_matches_torch_and_the_numpy_path(monkeypatch, dtyp
     monkeypatch.setattr(norm_numba, "enabled", False)  # the NumPy reference
     with shendu.no_grad():
         np.testing.assert_allclose(got, s_bn(_s(x)).data, rtol=tol, atol=tol)
+
+
+def test_batch_norm_inference_on_the_team_matches_one_thread(monkeypatch):
+    from shendu.ops.kernels import parallel, team
+
+    before = parallel.num_threads()
+    parallel.set_num_threads(2)
+    try:
+        if not team.available():
+            pytest.skip("numba's threading layer is not thread-safe here (no OpenMP or TBB)")
+        _check_team_batch_norm(monkeypatch)
+    finally:
+        parallel.set_num_threads(before)
+
+
+def _check_team_batch_norm(monkeypatch):
+    x = rng.standard_normal((3, 6, 5, 7)).astype(np.float32)
+    x3 = x.reshape(3, 6, -1)
+    mean, var = rng.standard_normal(6), rng.random(6) + 0.5  # float64 statistics, float32 data
+    w, b = rng.standard_normal(6).astype(np.float32), rng.standard_normal(6).astype(np.float32)
+    one = norm_numba.batch_norm_inference(x3, mean, var, w, b, 1e-5, x.shape)
+    monkeypatch.setattr(norm_numba, "TEAM_MIN_SIZE", 0)
+    np.testing.assert_array_equal(norm_numba.batch_norm_inference(x3, mean, var, w, b, 1e-5, x.shape), one)
+    want = (x - mean.reshape(6, 1, 1)) / np.sqrt(var.reshape(6, 1, 1) + 1e-5) * w.reshape(6, 1, 1) + b.reshape(6, 1, 1)
+    np.testing.assert_allclose(one, want, rtol=1e-5, atol=1e-5)
