@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from shendu.ops.kernels import parallel, team
 from shendu.ops.kernels.parallel import num_threads, split_rows
 
 try:
@@ -234,8 +235,6 @@ def batch_norm_inference(x3, mean, var, weight, bias, eps: float, shape) -> np.n
     float64, then one pass in ``x3``'s dtype, as a new array of ``shape``; large inputs on numba's team
     (:data:`TEAM_MIN_SIZE`). The ~10 small NumPy ops of :func:`channel_affine`'s factors cost more than
     the pass itself at batch 1."""
-    from shendu.ops.kernels import parallel, team
-
     out = np.empty(shape, x3.dtype)
     t = x3.dtype
     args = (x3, mean.astype(t, copy=False), var.astype(t, copy=False),

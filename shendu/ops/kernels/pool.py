@@ -26,6 +26,8 @@ import math
 
 import numpy as np
 
+from shendu.ops.kernels import parallel
+from shendu.ops.kernels import team as _team
 from shendu.ops.kernels.parallel import split_rows
 
 __all__ = ["out_size", "max_pool2d_forward", "max_pool2d_values", "max_pool2d_backward", "avg_pool2d_forward",
@@ -351,8 +353,6 @@ def max_pool2d_values(x, k, s, p, d, out, team: bool = False):
         kernel, team_kernel, geometry = _max_pool3x3s2_values, _max_pool3x3s2_values_team, tuple(p)
     else:
         return max_pool2d_forward(x, k, s, p, d, out)[0]
-    from shendu.ops.kernels import parallel, team as _team
-
     x = np.ascontiguousarray(x)
     y = np.empty((x.shape[0],) + tuple(out), x.dtype)
     if team and x.size >= TEAM_MIN_SIZE and _team.available():
