@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from shendu.ops.kernels import parallel, team
 from shendu.ops.kernels.parallel import split_rows
 
 try:
-    from numba import njit
+    from numba import njit, prange
 
     AVAILABLE = True
 except ImportError:  # pragma: no cover - numba is optional
@@ -60,19 +61,37 @@ if AVAILABLE:
             v = x[i]
             x[i] = zero if v <= zero else v
 
+    @njit(parallel=True, cache=True, nogil=True)
+    def _relu_inplace_team(x, zero, threads):  # pragma: no cover - compiled
+        n = x.shape[0]
+        for t in prange(threads):
+            _relu_inplace(x[n * t // threads:n * (t + 1) // threads], zero)
+
     @njit(cache=True, nogil=True)
     def _relu_backward(gy, y, out, zero):  # pragma: no cover - compiled
         for i in range(y.shape[0]):
             out[i] = gy[i] if y[i] > zero else zero
 
 
+# In place (inference: ``relu(x, inplace=True)`` under no_grad), from this many elements numba's OpenMP
+# team shares the pass: its threads are awake after the convolution before it, while the pool's would
+# have to be woken. Measured (float32, one thread / the team of two): 256K elements 17.0 / 13.6 us,
+# 32 x 32 x 28 x 28 51.7 / 32.8, 32 x 64 x 28 x 28 98.5 / 75.1; at 128K the team no longer gains.
+TEAM_MIN_SIZE = 1 << 18
+
+
 def relu(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """``max(x, 0)`` (NaN kept) as a new array of x's shape and dtype, or into ``out`` (C-contiguous, of
-    x's shape and dtype; x itself may be ``out``: each element is read before it is written)."""
+    x's shape and dtype; x itself may be ``out``: each element is read before it is written, and a large
+    one is then shared by numba's OpenMP team, :data:`TEAM_MIN_SIZE`)."""
     zero = x.dtype.type(0)
     if out is x:
         xf = x.reshape(-1)
-        split_rows(lambda lo, hi: _relu_inplace(xf[lo:hi], zero), xf.shape[0], 2 * xf.size)
+        if xf.size >= TEAM_MIN_SIZE and team.available():
+            _relu_inplace_team(xf, zero, parallel.num_threads())
+            parallel.note_team_region()
+        else:
+            split_rows(lambda lo, hi: _relu_inplace(xf[lo:hi], zero), xf.shape[0], 2 * xf.size)
         return x
     if out is None:
         out = np.empty_like(x)
