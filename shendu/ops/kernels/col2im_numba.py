@@ -53,38 +53,43 @@ if AVAILABLE:
                                     dst[j0 + (q - q0) * sw] += src[q]
 
 
-    @njit(parallel=True, nogil=True, cache=True)
-    def _fill_cols(x, buf, rows, cols, sh, sw, threads):  # pragma: no cover - compiled
-        # x (n, C, H, W), buf (C, kh, kw, n, P, Q), both C-contiguous
+    @njit(nogil=True, cache=True)
+    def _fill_cols_pairs(x, buf, rows, cols, sh, sw, lo, hi):  # pragma: no cover - compiled
+        # the (channel, kernel row) pairs lo:hi; x (n, C, H, W), buf (C, kh, kw, n, P, Q), both C-contiguous
         n, C, H, W = x.shape
         kh, kw, P, Q = rows.shape[0], cols.shape[0], buf.shape[4], buf.shape[5]
         xf, bf = x.reshape(-1), buf.reshape(-1)
         zero = x.dtype.type(0)
-        for t in prange(threads):  # blocks of (channel, kernel row) pairs: even shares for a 3-channel stem
-            for cu in range(C * kh * t // threads, C * kh * (t + 1) // threads):
-                c, u = cu // kh, cu % kh
-                p0, p1, i0 = rows[u, 1], rows[u, 2], rows[u, 3]
-                for v in range(kw):
-                    q0, q1, j0 = cols[v, 1], cols[v, 2], cols[v, 3]
-                    for img in range(n):
-                        block = np.uint64((((c * kh + u) * kw + v) * n + img) * P * Q)
-                        for p in range(P):
-                            d = block + np.uint64(p * Q)
-                            if p < p0 or p >= p1:  # the window's row is padding
-                                for q in range(Q):
-                                    bf[d + np.uint64(q)] = zero
-                                continue
-                            s = np.uint64(((img * C + c) * H + i0 + (p - p0) * sh) * W + j0)
-                            for q in range(q0):
+        for cu in range(lo, hi):
+            c, u = cu // kh, cu % kh
+            p0, p1, i0 = rows[u, 1], rows[u, 2], rows[u, 3]
+            for v in range(kw):
+                q0, q1, j0 = cols[v, 1], cols[v, 2], cols[v, 3]
+                for img in range(n):
+                    block = np.uint64((((c * kh + u) * kw + v) * n + img) * P * Q)
+                    for p in range(P):
+                        d = block + np.uint64(p * Q)
+                        if p < p0 or p >= p1:  # the window's row is padding
+                            for q in range(Q):
                                 bf[d + np.uint64(q)] = zero
-                            if sw == 1:
-                                for q in range(q1 - q0):
-                                    bf[d + np.uint64(q0 + q)] = xf[s + np.uint64(q)]
-                            else:
-                                for q in range(q1 - q0):
-                                    bf[d + np.uint64(q0 + q)] = xf[s + np.uint64(q * sw)]
-                            for q in range(q1, Q):
-                                bf[d + np.uint64(q)] = zero
+                            continue
+                        s = np.uint64(((img * C + c) * H + i0 + (p - p0) * sh) * W + j0)
+                        for q in range(q0):
+                            bf[d + np.uint64(q)] = zero
+                        if sw == 1:
+                            for q in range(q1 - q0):
+                                bf[d + np.uint64(q0 + q)] = xf[s + np.uint64(q)]
+                        else:
+                            for q in range(q1 - q0):
+                                bf[d + np.uint64(q0 + q)] = xf[s + np.uint64(q * sw)]
+                        for q in range(q1, Q):
+                            bf[d + np.uint64(q)] = zero
+
+    @njit(parallel=True, nogil=True, cache=True)
+    def _fill_cols(x, buf, rows, cols, sh, sw, threads):  # pragma: no cover - compiled
+        pairs = x.shape[1] * rows.shape[0]  # blocks of (channel, kernel row) pairs: even for a 3-channel stem
+        for t in prange(threads):
+            _fill_cols_pairs(x, buf, rows, cols, sh, sw, pairs * t // threads, pairs * (t + 1) // threads)
 
 
 @functools.lru_cache(maxsize=1024)
@@ -101,7 +106,11 @@ def fill_cols(x, buf, rows, cols, stride, threads: int) -> bool:
     if not (AVAILABLE and x.dtype in (np.float32, np.float64) and buf.dtype == x.dtype
             and x.flags.c_contiguous and buf.flags.c_contiguous):
         return False
-    _fill_cols(x, buf, _ranges(tuple(rows)), _ranges(tuple(cols)), int(stride[0]), int(stride[1]), threads)
+    args = (x, buf, _ranges(tuple(rows)), _ranges(tuple(cols)), int(stride[0]), int(stride[1]))
+    if threads == 1:  # no region to launch
+        _fill_cols_pairs(*args, 0, x.shape[1] * len(rows))
+    else:
+        _fill_cols(*args, threads)
     return True
 
 

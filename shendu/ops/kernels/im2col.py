@@ -220,8 +220,12 @@ def conv2d(x, w, stride=(1, 1), pads=(0, 0, 0, 0), dilation=(1, 1), groups=1, bi
         return y.reshape(N, K, P, Q)
     if N == 1 and num_threads() > 1:  # one image: the threads share its GEMM instead
         buf = workspace("im2col.cols", C * kh * kw * PQ, x.dtype).reshape(C, kh, kw, 1, P, Q)
-        buf.fill(0)
-        split_rows(lambda lo, hi: _fill_cols(x[:, lo:hi], buf[lo:hi], rows, cols, stride), C, buf.size)
+        # the compiled fill on this thread (a small image, or groups: under the team's size) writes every
+        # element: 1.8 us against 10 for zeros and NumPy's copies (1 -> 32 channels, 3x3, 28x28)
+        if not (x.dtype in (np.float32, np.float64) and _col2im_numba.fill_cols(
+                np.ascontiguousarray(x), buf, rows, cols, stride, 1)):
+            buf.fill(0)
+            split_rows(lambda lo, hi: _fill_cols(x[:, lo:hi], buf[lo:hi], rows, cols, stride), C, buf.size)
         _split_gemm(wmat, buf.reshape(G, CgRS, PQ), y[0], b3)
         return y.reshape(N, K, P, Q)
     nb = _gemm_chunk(N, C * kh * kw, PQ, x.itemsize)
