@@ -192,18 +192,19 @@ def estimate_costs(x_shape, w_shape, g: Geometry, threads: int = 1, inference: b
 
 # The single-image inference model, fitted to the forward times of eleven 3x3 layers (32-512 channels,
 # 4x4 to 56x56; im2col, F(4x4), F(2x2)) at batch 1 on this repository's 2-core machine, on numba's team:
-# it picks the fastest of the three on ten of them (the eleventh a 5% near-tie). A forward reads
-# Winograd's transformed filters (alpha^2 K C values, written on every call) once per thread, which
-# dominates a deep layer's small image; its channel GEMMs have only the tiles of a band as rows.
+# it picks the fastest on nine, and the two others cost 17 and 66 us more than their fastest (of 85 and
+# 410 us). Winograd's forward transforms its filters on every call (alpha^2 K C values), which dominates a
+# deep layer's small image; its channel GEMMs have the image's tiles as rows (narrow for small maps).
 _INF_GEMM_FLOP = 1 / 120e9   # seconds per flop of one thread's GEMM
-_INF_COPY_ELEM = 1e-9        # seconds per element of im2col's column fill (one pass)
-_INF_TILE_ELEM = 8e-10       # seconds per tile element of Winograd's input and output transforms
-_INF_FILTER_ELEM = 8e-10     # seconds per transformed-filter element (written, then read by every thread)
+_INF_COPY_ELEM = 1.5e-9      # seconds per element of im2col's column fill (one pass)
+_INF_TILE_ELEM = 1.6e-9      # seconds per tile element of Winograd's input and output transforms
+_INF_FILTER_ELEM = 4e-10     # seconds per transformed-filter element
 _INF_CALL = 2e-5             # fixed cost of one forward call
 
 
 def _single_image_inference_costs(C, K, kh, kw, P, Q, g: Geometry, threads: int) -> dict:
-    """Forward seconds of im2col and Winograd for one image (one group) shared by ``threads``."""
+    """Forward seconds of im2col and Winograd for one image (one group), every part shared by
+    ``threads``: im2col's fill and GEMM; Winograd's filter transform, tile transforms and GEMMs."""
     gemm = 2.0 * K * C * kh * kw * P * Q
     plain = (kh, kw) == (1, 1) and g.stride == (1, 1) and not any(g.pads)
     fill = 0 if plain else C * kh * kw * P * Q * _INF_COPY_ELEM
@@ -213,10 +214,9 @@ def _single_image_inference_costs(C, K, kh, kw, P, Q, g: Geometry, threads: int)
         for name, m in (("winograd", 4), ("winograd2x2", 2)):
             tiles = -(-P // m) * -(-Q // m)
             a2 = (m + 2) ** 2
-            band_narrow = min(1.0, max(min(K, C, tiles / threads), 4) / 32)  # a thread's band of tiles
-            channel_gemms = 2.0 * a2 * tiles * K * C * _INF_GEMM_FLOP / band_narrow
+            channel_gemms = 2.0 * a2 * tiles * K * C * _INF_GEMM_FLOP / min(1.0, max(min(K, C, tiles), 4) / 16)
             transforms = tiles * a2 * (C + K) * _INF_TILE_ELEM
-            costs[name] = _INF_CALL + (channel_gemms + transforms) / threads + a2 * K * C * _INF_FILTER_ELEM
+            costs[name] = _INF_CALL + (channel_gemms + transforms + a2 * K * C * _INF_FILTER_ELEM) / threads
     return costs
 
 

@@ -59,22 +59,13 @@ def test_public_relu_on_the_kernels_matches_torch():
     np.testing.assert_array_equal(gx.data, gxt.numpy())
 
 
-def test_inplace_relu_on_the_team_matches_torch(monkeypatch):
+def test_inplace_relu_on_the_team_matches_torch(two_threads, monkeypatch):
     """A large in-place ReLU (inference) is shared by numba's OpenMP team: the same values, NaN kept."""
-    from shendu.ops.kernels import parallel, team
-
-    before = parallel.num_threads()
-    parallel.set_num_threads(2)
-    try:
-        if not team.available():
-            pytest.skip("numba's threading layer is not thread-safe here (no OpenMP or TBB)")
-        monkeypatch.setattr(A, "TEAM_MIN_SIZE", 1000)
-        x = RNG.standard_normal(10_007).astype(np.float32)  # odd: the threads' slices differ in size
-        x[:3] = [np.nan, -np.inf, -0.0]
-        want = torch.relu(torch.from_numpy(x)).numpy()
-        xs = shendu.from_numpy(x.copy())
-        with shendu.no_grad():
-            assert shendu.relu(xs, inplace=True) is xs
-        np.testing.assert_array_equal(xs.data, want)
-    finally:
-        parallel.set_num_threads(before)
+    monkeypatch.setattr(A, "TEAM_MIN_SIZE", 1000)
+    x = RNG.standard_normal(10_007).astype(np.float32)  # odd: the threads' slices differ in size
+    x[:3] = [np.nan, -np.inf, -0.0]
+    want = torch.relu(torch.from_numpy(x)).numpy()
+    xs = shendu.from_numpy(x.copy())
+    with shendu.no_grad():
+        assert shendu.relu(xs, inplace=True) is xs
+    np.testing.assert_array_equal(xs.data, want)

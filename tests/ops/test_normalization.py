@@ -369,20 +369,7 @@ def test_batch_norm_inference_matches_torch_and_the_numpy_path(monkeypatch, dtyp
         np.testing.assert_allclose(got, s_bn(_s(x)).data, rtol=tol, atol=tol)
 
 
-def test_batch_norm_inference_on_the_team_matches_one_thread(monkeypatch):
-    from shendu.ops.kernels import parallel, team
-
-    before = parallel.num_threads()
-    parallel.set_num_threads(2)
-    try:
-        if not team.available():
-            pytest.skip("numba's threading layer is not thread-safe here (no OpenMP or TBB)")
-        _check_team_batch_norm(monkeypatch)
-    finally:
-        parallel.set_num_threads(before)
-
-
-def _check_team_batch_norm(monkeypatch):
+def test_batch_norm_inference_on_the_team_matches_one_thread(two_threads, monkeypatch):
     x = rng.standard_normal((3, 6, 5, 7)).astype(np.float32)
     x3 = x.reshape(3, 6, -1)
     mean, var = rng.standard_normal(6), rng.random(6) + 0.5  # float64 statistics, float32 data

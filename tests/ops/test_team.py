@@ -15,17 +15,6 @@ from shendu.ops.kernels import im2col, parallel, team, winograd
 RNG = np.random.default_rng(0)
 
 
-@pytest.fixture
-def two_threads():
-    before = parallel.num_threads()
-    parallel.set_num_threads(2)
-    if not team.available():
-        parallel.set_num_threads(before)
-        pytest.skip("numba's threading layer is not thread-safe here (no OpenMP or TBB): the pool runs instead")
-    yield
-    parallel.set_num_threads(before)
-
-
 def _views(m, dtype):
     """The same matrix stored as it is, as a transposed view, and as a column slice of a wider one."""
     a = m.astype(dtype)
@@ -93,15 +82,13 @@ def test_batch1_convolutions_on_the_team_match_torch(two_threads, monkeypatch, a
     x = RNG.standard_normal((1, 4, 11, 9)).astype(np.float32)
     w = RNG.standard_normal(w_shape).astype(np.float32)
     b = RNG.standard_normal(w_shape[0]).astype(np.float32) if bias else None
-    calls = []
-    for name in ("gemm", "gemm_batched"):
-        original = getattr(team, name)
-        monkeypatch.setattr(team, name, lambda *a, _f=original, _n=name: calls.append(_n) or _f(*a))
+    regions = []
+    monkeypatch.setattr(parallel, "note_team_region", lambda: regions.append(1))
     want = TF.conv2d(torch.tensor(x), torch.tensor(w), None if b is None else torch.tensor(b), **kw).numpy()
     with shendu.no_grad():
         got = shendu.conv2d(x, w, b, algorithm=alg, **kw).numpy()
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=2e-4)
-    assert calls, "the team was not used"
+    assert regions, "the team was not used"
 
 
 @pytest.mark.parametrize("alg,w_shape,kw,hw", [
@@ -144,12 +131,30 @@ def test_inference_batches_on_the_team_match_torch(two_threads, monkeypatch, alg
                                         (2, (13, 6), (2, 0, 1, 1)),  # seven rows, asymmetric padding
                                         (4, (2, 12), (1, 1, 0, 0))])
 def test_single_image_winograd_bands_match_the_reference(two_threads, m, hw, pads):
-    """A single image's Winograd forward on the team splits its tile rows into bands, one per thread
-    (winograd_numba.forward_rows_team): equal to the NumPy reference in float64."""
+    """A single image's Winograd forward on the team (winograd_numba.forward_image_team) shares the filter
+    transform, bands of tile rows and the alpha^2 channel GEMMs among the threads: equal to the NumPy
+    reference in float64."""
     x = RNG.standard_normal((1, 5) + hw)
     w = RNG.standard_normal((7, 5, 3, 3))
     np.testing.assert_allclose(winograd._conv2d_team(x, w, pads, m), winograd.conv2d_numpy(x, w, pads, 1, m),
                                rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("m", [2, 4])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("K,C,lo,hi", [(7, 5, 0, 35), (16, 9, 3, 140), (1, 1, 0, 1), (70, 9, 61, 600)])
+def test_compiled_filter_rows_equal_the_gemm(m, dtype, K, C, lo, hi):
+    """winograd_numba.filter_rows (separable, blocks of 256 filters) computes U = G g G^T for the
+    filters lo:hi, as the GEMM with kron(G, G), and writes nothing else."""
+    from shendu.ops.kernels import winograd_numba
+
+    w = RNG.standard_normal((K, C, 3, 3)).astype(dtype)
+    want = winograd.filter_transform(w.astype(np.float64), m).reshape((m + 2) ** 2, K * C)
+    U = np.full(want.shape, np.nan, dtype)
+    winograd_numba.filter_rows(w.reshape(K * C, 9), winograd.matrices(m, 3, dtype)[1], U, lo, hi)
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(U[:, lo:hi], want[:, lo:hi], rtol=tol, atol=tol)
+    assert np.isnan(U[:, :lo]).all() and np.isnan(U[:, hi:]).all()
 
 
 def test_filter_transform_on_the_team_equals_the_pool(two_threads, monkeypatch):

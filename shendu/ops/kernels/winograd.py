@@ -564,9 +564,10 @@ def _conv2d_numba(x, w, pads, groups, m, bias=None):
 
 
 def _conv2d_team(x, w, pads, m, bias=None):
-    """:func:`_conv2d_numba` for one group on numba's OpenMP team, in one region: the threads take chunks
-    of images (:func:`shendu.ops.kernels.winograd_numba.forward_team`), or, for a single image, bands of
-    its tile rows (``forward_rows_team``), each through the whole forward with its own BLAS calls."""
+    """:func:`_conv2d_numba` for one group on numba's OpenMP team, in one call: the threads take chunks
+    of images (:func:`shendu.ops.kernels.winograd_numba.forward_team`), or, for a single image, share its
+    filter transform, bands of its tile rows and the alpha^2 channel GEMMs in turn (``forward_image_team``),
+    each thread with its own BLAS calls."""
     x = np.ascontiguousarray(x)
     N, C = x.shape[:2]
     K = w.shape[0]
@@ -574,7 +575,6 @@ def _conv2d_team(x, w, pads, m, bias=None):
     P, Q, th, tw = _tiles(x.shape, pads, m)
     dt = x.dtype
     AT, _, BT = matrices(m, 3, dt)
-    U = _filters(w, m, 1, team=True)[0]  # (a2, K, C)
     y = np.empty((N, K, P, Q), dt)
     threads = num_threads()
     nb = _chunk(N, C, K, th * tw, dt) if N > 1 else 1
@@ -583,13 +583,17 @@ def _conv2d_team(x, w, pads, m, bias=None):
     sizes = {"a": nb * max((rows * m + 2) * m * (tw + 1) * C, rows * m * m * tw * K), "V": a2 * T * C,
              "GY": a2 * T * K}
     a, V, GY = (workspace("winograd.team." + k, threads * v, dt).reshape(threads, v) for k, v in sizes.items())
-    args = (x, pads[0], pads[2], BT, AT, U, y)
     ints = np.empty((threads, 6), np.int32)
     with single_threaded_blas():  # BLAS runs inside the team's threads: one thread each
         if N > 1:
-            _wn.forward_team(*args, nb, th, tw, a, V, GY, ints, _team.consts_address(), threads)
-        else:
-            _wn.forward_rows_team(*args, th, tw, a, V, GY, ints, _team.consts_address(), threads)
+            U = _filters(w, m, 1, team=True)[0]  # (a2, K, C)
+            _wn.forward_team(x, pads[0], pads[2], BT, AT, U, y, nb, th, tw, a, V, GY, ints, _team.consts_address(),
+                             threads)
+        else:  # the kernel transforms the filters itself, into the workspace
+            U = workspace("winograd.U", a2 * K * C, dt).reshape(a2, K, C)
+            w9 = np.ascontiguousarray(w, dt).reshape(K * C, 9)
+            _wn.forward_image_team(x, w9, matrices(m, 3, dt)[1], pads[0], pads[2], BT, AT, U, y, th, tw, a, V, GY,
+                                   ints, _team.consts_address(), threads)
     parallel.note_team_region()
     if bias is not None:
         y += bias.reshape(K, 1, 1)
