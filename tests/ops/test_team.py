@@ -149,7 +149,7 @@ def test_compiled_filter_rows_equal_the_gemm(m, dtype, K, C, lo, hi):
     from shendu.ops.kernels import winograd_numba
 
     w = RNG.standard_normal((K, C, 3, 3)).astype(dtype)
-    want = winograd.filter_transform(w.astype(np.float64), m).reshape((m + 2) ** 2, K * C)
+    want = _kron_filters(w, m, 1)[0]
     U = np.full(want.shape, np.nan, dtype)
     winograd_numba.filter_rows(w.reshape(K * C, 9), winograd.matrices(m, 3, dtype)[1], U, lo, hi)
     tol = 1e-5 if dtype == np.float32 else 1e-12
@@ -157,11 +157,24 @@ def test_compiled_filter_rows_equal_the_gemm(m, dtype, K, C, lo, hi):
     assert np.isnan(U[:, :lo]).all() and np.isnan(U[:, hi:]).all()
 
 
-def test_filter_transform_on_the_team_equals_the_pool(two_threads, monkeypatch):
-    monkeypatch.setattr(team, "MIN_WORK", 0)
-    w = RNG.standard_normal((8, 5, 3, 3)).astype(np.float32)
-    want = winograd.filter_transform(w.astype(np.float64), 4)  # the pool's path, in float64
-    np.testing.assert_allclose(winograd.filter_transform(w, 4, team=True), want, rtol=1e-5, atol=1e-5)
+def _kron_filters(w, m, groups):
+    """The reference: ``kron(G, G) @ w^T`` per group in float64, (groups, alpha^2, K C/groups)."""
+    KG = np.kron(*(2 * [winograd.matrices(m, 3, np.float64)[1]]))
+    return KG @ w.astype(np.float64).reshape(groups, -1, 9).transpose(0, 2, 1)
+
+
+@pytest.mark.parametrize("numba_kernels", [True, False])
+@pytest.mark.parametrize("team_path", [True, False])
+@pytest.mark.parametrize("groups", [1, 2])
+def test_filter_transform_equals_the_kron_reference(two_threads, monkeypatch, numba_kernels, team_path, groups):
+    """filter_transform on the team, on the pool, and NumPy's GEMM (no numba) all equal kron(G, G) w^T."""
+    monkeypatch.setattr(winograd, "USE_NUMBA", numba_kernels)
+    w = RNG.standard_normal((8, 6, 3, 3)).astype(np.float32)
+    for m in (2, 4):
+        got = winograd.filter_transform(w, m, groups, team=team_path)
+        assert got.shape == (groups, (m + 2) ** 2, 8 // groups, 6)
+        want = _kron_filters(w, m, groups).reshape(got.shape)
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
 
 
 def test_the_pool_waits_while_the_team_spins(two_threads, monkeypatch):

@@ -242,31 +242,39 @@ def _kron(m: int, dtype) -> tuple:
 # ------------------------------------------------------------------------------ the layer kernel
 def filter_transform(w, m: int, groups: int = 1, out: np.ndarray | None = None, team: bool = False) -> np.ndarray:
     """``U = G g G^T`` of every (k, c) filter: ``(groups, alpha^2, K/groups, C/groups)``, so that
-    ``U[g, xi]`` is group g's (Kg x Cg) filter matrix at transform position xi.
+    ``U[g, xi]`` is group g's (Kg x Cg) filter matrix at transform position xi (the channel GEMMs read it
+    transposed where they need ``(Cg x Kg)``; BLAS takes either at the same speed).
 
-    One GEMM ``kron(G, G) (alpha^2 x 9) @ w^T (9 x K C/groups)`` per group writes it contiguously; the
-    channel GEMMs read ``U[g, xi]`` transposed where they need ``(Cg x Kg)`` (BLAS takes either at the
-    same speed). Measured on stage 4 (256 x 256 filters, one thread): 2.2 ms, against 5.0 ms for a
-    ``(C, K)`` layout, which needed one strided GEMM per input channel. ``out``: a flat array of
-    ``alpha^2 K C/groups`` elements to write into (the layers pass a workspace). ``team``: split the GEMM
-    over numba's OpenMP team (:mod:`shendu.ops.kernels.team`; for the inference forwards that run there)
-    instead of the chunk pool."""
+    With numba, :func:`shendu.ops.kernels.winograd_numba.filter_rows` computes it separably, shares of the
+    filters on the chunk pool's threads, or on numba's OpenMP team when ``team`` (the inference forwards
+    that run there). Without, one GEMM ``kron(G, G) (alpha^2 x 9) @ w^T (9 x K C/groups)`` per group
+    (measured on 256 x 256 filters, one thread: F(2x2) 1.0 ms and F(4x4) 2.4 ms, against the kernel's
+    0.33 and 0.54). ``out``: a flat array of ``alpha^2 K C/groups`` elements to write into (the layers pass
+    a workspace)."""
     K, Cg = w.shape[:2]
     G, Kg = groups, K // groups
-    _, _, KG = _kron(m, w.dtype)
-    shape = (G, KG.shape[0], Kg * Cg)
+    a2 = (m + 2) ** 2
+    shape = (G, a2, Kg * Cg)
     U = np.empty(shape, w.dtype) if out is None else out.reshape(shape)
     wv = w.reshape(G, Kg * Cg, 9)
+    if _use_numba(w):
+        Gm = matrices(m, 3, w.dtype)[1]
+        wv = np.ascontiguousarray(wv)
+        if team and _team.available():
+            _wn.filter_rows_team(wv, Gm, U, num_threads())
+            parallel.note_team_region()
+        else:
+            def filters(lo, hi):
+                for g in range(G):
+                    _wn.filter_rows(wv[g], Gm, U[g], lo, hi)
 
-    def filters(lo, hi):
-        np.matmul(KG, wv[:, lo:hi].transpose(0, 2, 1), out=U[:, :, lo:hi])
-
-    if team and G == 1 and _team.worth(KG.shape[0] * w.size):
-        _team.gemm(KG, wv[0].T, U[0])
-        return U.reshape(G, KG.shape[0], Kg, Cg)
+            split_rows(filters, Kg * Cg, w.size + U.size)
+        return U.reshape(G, a2, Kg, Cg)
+    KG = _kron(m, w.dtype)[2]
     with single_threaded_blas():  # memory-bound (U is 4x the weight for F(4x4)): every thread writes a share
-        split_rows(filters, Kg * Cg, w.size + U.size)
-    return U.reshape(G, KG.shape[0], Kg, Cg)
+        split_rows(lambda lo, hi: np.matmul(KG, wv[:, lo:hi].transpose(0, 2, 1), out=U[:, :, lo:hi]), Kg * Cg,
+                   w.size + U.size)
+    return U.reshape(G, a2, Kg, Cg)
 
 
 def _filters(w, m: int, groups: int, team: bool = False) -> np.ndarray:
