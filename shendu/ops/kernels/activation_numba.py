@@ -47,7 +47,8 @@ if AVAILABLE:
     # Serial kernels over a slice (a plain loop from 0, so numba vectorizes it and adds no
     # negative-index checks); the threads come from shendu's kernel pool (parallel.split_rows), not
     # from numba's parallel=True: numba's OpenMP threads spin after every call and, measured on a
-    # busy machine, made a training step 1.5-3x slower.
+    # busy machine, made a training step 1.5-3x slower. The exception is the in-place ReLU of
+    # inference (_relu_inplace_team), where the team is awake after each convolution anyway.
     @njit(cache=True, nogil=True)
     def _relu(x, out, zero):  # pragma: no cover - compiled
         for i in range(x.shape[0]):

@@ -1,7 +1,8 @@
 """Optional numba kernels for batch norm and layer norm: per-channel (or per-row) statistics and the
 affine passes, split over the cores by shendu's kernel pool (:func:`shendu.ops.kernels.parallel.split_rows`;
 not numba's ``parallel=True``, whose OpenMP threads spin after every call and, measured on a busy
-machine, made a training step 1.5-3x slower).
+machine, made a training step 1.5-3x slower). Inference is the exception: :func:`batch_norm_inference`
+runs on numba's OpenMP team (:mod:`shendu.ops.kernels.team`), awake there after each convolution.
 
 Why: NumPy needs one pass over memory per arithmetic step (subtract, square-and-sum, scale, shift),
 and runs each on one core; batch norm then costs 3-4x PyTorch's two fused, threaded passes. These
