@@ -192,7 +192,7 @@ def estimate_costs(x_shape, w_shape, g: Geometry, threads: int = 1, inference: b
 
 # The single-image inference model, fitted to the forward times of eleven 3x3 layers (32-512 channels,
 # 4x4 to 56x56; im2col, F(4x4), F(2x2)) at batch 1 on this repository's 2-core machine, on numba's team:
-# it picks the fastest on nine, and the two others cost 17 and 66 us more than their fastest (of 85 and
+# it picks the fastest on nine, and the two others cost 7 and 66 us more than their fastest (of 85 and
 # 410 us). Winograd's forward transforms its filters on every call (alpha^2 K C values), which dominates a
 # deep layer's small image; its channel GEMMs have the image's tiles as rows (narrow for small maps).
 _INF_GEMM_FLOP = 1 / 120e9   # seconds per flop of one thread's GEMM

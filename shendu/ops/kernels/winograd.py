@@ -240,7 +240,8 @@ def _kron(m: int, dtype) -> tuple:
 
 
 # ------------------------------------------------------------------------------ the layer kernel
-def filter_transform(w, m: int, groups: int = 1, out: np.ndarray | None = None, team: bool = False) -> np.ndarray:
+def filter_transform(w, m: int, groups: int = 1, out: np.ndarray | None = None, team: bool = False,
+                     numpy_only: bool = False) -> np.ndarray:
     """``U = G g G^T`` of every (k, c) filter: ``(groups, alpha^2, K/groups, C/groups)``, so that
     ``U[g, xi]`` is group g's (Kg x Cg) filter matrix at transform position xi (the channel GEMMs read it
     transposed where they need ``(Cg x Kg)``; BLAS takes either at the same speed).
@@ -249,26 +250,23 @@ def filter_transform(w, m: int, groups: int = 1, out: np.ndarray | None = None, 
     filters on the chunk pool's threads, or on numba's OpenMP team when ``team`` (the inference forwards
     that run there). Without, one GEMM ``kron(G, G) (alpha^2 x 9) @ w^T (9 x K C/groups)`` per group
     (measured on 256 x 256 filters, one thread: F(2x2) 1.0 ms and F(4x4) 2.4 ms, against the kernel's
-    0.33 and 0.54). ``out``: a flat array of ``alpha^2 K C/groups`` elements to write into (the layers pass
-    a workspace)."""
+    0.33 and 0.54). ``numpy_only``: the GEMM even with numba (the NumPy reference layers use it, so they
+    share no kernel with the code the tests compare them with). ``out``: a flat array of
+    ``alpha^2 K C/groups`` elements to write into (the layers pass a workspace)."""
     K, Cg = w.shape[:2]
     G, Kg = groups, K // groups
     a2 = (m + 2) ** 2
     shape = (G, a2, Kg * Cg)
     U = np.empty(shape, w.dtype) if out is None else out.reshape(shape)
     wv = w.reshape(G, Kg * Cg, 9)
-    if _use_numba(w):
+    if not numpy_only and _use_numba(w):
         Gm = matrices(m, 3, w.dtype)[1]
         wv = np.ascontiguousarray(wv)
         if team and _team.available():
-            _wn.filter_rows_team(wv, Gm, U, num_threads())
+            _wn.filter_groups_team(wv, Gm, U, num_threads())
             parallel.note_team_region()
         else:
-            def filters(lo, hi):
-                for g in range(G):
-                    _wn.filter_rows(wv[g], Gm, U[g], lo, hi)
-
-            split_rows(filters, Kg * Cg, w.size + U.size)
+            split_rows(lambda lo, hi: _wn.filter_groups(wv, Gm, U, lo, hi), Kg * Cg, w.size + U.size)
         return U.reshape(G, a2, Kg, Cg)
     KG = _kron(m, w.dtype)[2]
     with single_threaded_blas():  # memory-bound (U is 4x the weight for F(4x4)): every thread writes a share
@@ -277,11 +275,11 @@ def filter_transform(w, m: int, groups: int = 1, out: np.ndarray | None = None, 
     return U.reshape(G, a2, Kg, Cg)
 
 
-def _filters(w, m: int, groups: int, team: bool = False) -> np.ndarray:
+def _filters(w, m: int, groups: int, team: bool = False, numpy_only: bool = False) -> np.ndarray:
     """:func:`filter_transform` into the calling thread's workspace (a layer's transformed filters are
     4x its weight for F(4x4): megabytes of fresh pages on every call otherwise)."""
     return filter_transform(w, m, groups, out=workspace("winograd.U", (m + 2) ** 2 * w.shape[0] * w.shape[1],
-                                                        w.dtype), team=team)
+                                                        w.dtype), team=team, numpy_only=numpy_only)
 
 
 def _zeros(name: str, shape: tuple, dtype) -> np.ndarray:
@@ -417,7 +415,7 @@ def conv2d_numpy(x, w, pads=(0, 0, 0, 0), groups=1, m=4) -> np.ndarray:
     Hp, Wp = th * m + 2, tw * m + 2
     dt = x.dtype
     KB, KA, _ = _kron(m, dt)
-    UT = _filters(w, m, G).transpose(1, 0, 3, 2)  # (a2,G,Cg,Kg)
+    UT = _filters(w, m, G, numpy_only=True).transpose(1, 0, 3, 2)  # (a2,G,Cg,Kg)
     y = np.empty((N, K, P, Q), dt)
     T1 = th * tw
     nb = _chunk(N, C, K, T1, dt)
@@ -466,7 +464,7 @@ def conv2d_grads_numpy(gy, x, w, pads=(0, 0, 0, 0), groups=1, m=4, need_input=Tr
     dt = gy.dtype
     KB, KA, KG = _kron(m, dt)
     T1 = th * tw
-    U = _filters(w, m, G).transpose(1, 0, 2, 3) if need_input else None  # (a2,G,Kg,Cg)
+    U = _filters(w, m, G, numpy_only=True).transpose(1, 0, 2, 3) if need_input else None  # (a2,G,Kg,Cg)
     gx = np.empty(x_shape, dt) if need_input else None
     nb = _chunk(N, C, K, T1, dt)
 

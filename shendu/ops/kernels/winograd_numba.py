@@ -38,9 +38,9 @@ try:
 except ImportError:  # pragma: no cover - numba is optional
     AVAILABLE = False
 
-__all__ = ["AVAILABLE", "forward_team", "forward_image_team", "filter_rows", "filter_rows_team", "gather_input",
-           "scatter_output", "gather_output_grad", "scatter_input_grad", "input_transform", "output_transform",
-           "output_adjoint", "input_adjoint", "apply_transform", "BT", "B", "AT", "A"]
+__all__ = ["AVAILABLE", "forward_team", "forward_image_team", "filter_rows", "filter_groups", "filter_groups_team",
+           "gather_input", "scatter_output", "gather_output_grad", "scatter_input_grad", "input_transform",
+           "output_transform", "output_adjoint", "input_adjoint", "apply_transform", "BT", "B", "AT", "A"]
 
 # which 1-D transform _apply runs (of F(m, 3)): z = B^T d, d = B z, y = A^T M, r = A g
 BT, B, AT, A = 0, 1, 2, 3
@@ -447,14 +447,19 @@ if AVAILABLE:
                 _forward_band(x, lo, min(N, lo + nb) - lo, top, left, BT, AT, U, y, 0, th, tw, abuf[t], vbuf[t],
                               mbuf[t], ints[t], consts)
 
+    @njit(nogil=True, cache=True)
+    def filter_groups(w9, G, U, lo, hi):  # pragma: no cover - compiled
+        """:func:`filter_rows` of the filters lo:hi of every group (``w9``: (groups, K C/groups, 9),
+        ``U``: (groups, alpha^2, K C/groups))."""
+        for g in range(w9.shape[0]):
+            filter_rows(w9[g], G, U[g], lo, hi)
+
     @njit(parallel=True, nogil=True, cache=True)
-    def filter_rows_team(w9, G, U, threads):  # pragma: no cover - compiled
-        """:func:`filter_rows` of every group (``w9``: (groups, K C/groups, 9), ``U``: (groups, alpha^2,
-        K C/groups)), thread t taking its share of each group's filters."""
+    def filter_groups_team(w9, G, U, threads):  # pragma: no cover - compiled
+        """:func:`filter_groups`, thread t taking its share of each group's filters."""
         n = w9.shape[1]
         for t in prange(threads):
-            for g in range(w9.shape[0]):
-                filter_rows(w9[g], G, U[g], n * t // threads, n * (t + 1) // threads)
+            filter_groups(w9, G, U, n * t // threads, n * (t + 1) // threads)
 
     @njit(parallel=True, nogil=True, cache=True)
     def forward_image_team(x, w9, G, top, left, BT, AT, U, y, th, tw, abuf, vbuf, mbuf, ints, consts,
