@@ -34,6 +34,7 @@ import math
 import numpy as np
 
 from shendu.ops.kernels import col2im_numba as _col2im_numba
+from shendu.ops.kernels import narrow_numba as _narrow
 from shendu.ops.kernels import team as _team
 from shendu.ops.kernels.parallel import chunk_size, num_threads, parallel_chunks, single_threaded_blas, split_rows
 from shendu.ops.kernels.workspace import workspace
@@ -265,12 +266,17 @@ def _conv2d_team(x, wmat, y, plain, out_hw, rows, cols, stride) -> None:
     per chunk of images the team fills the columns (:func:`shendu.ops.kernels.col2im_numba.fill_cols`,
     the padding as zeros in the same pass; a 1x1 stride-1 unpadded convolution reads x itself), then
     shares the GEMMs: per image into ``y`` for maps of at least ``_MIN_COLUMNS`` pixels, else one GEMM
-    over the chunk's columns whose ``(K, n, P*Q)`` result is transposed into ``y``."""
+    over the chunk's columns whose ``(K, n, P*Q)`` result is transposed into ``y``. A single image's
+    small map (:data:`shendu.ops.kernels.narrow_numba.MAX_PIXELS`) that needs columns takes
+    :func:`shendu.ops.kernels.narrow_numba.conv2d_image` instead."""
     N, C = x.shape[:2]
     K, CRS = wmat.shape
     P, Q = out_hw
     PQ = P * Q
     kh, kw = len(rows), len(cols)
+    if N == 1 and not plain and PQ <= _narrow.MAX_PIXELS and _narrow.conv2d_image(
+            x[0], wmat, y[0], rows, cols, stride, Q):  # a small map: dot products, no BLAS (see narrow_numba)
+        return
     threads = num_threads()
     nb = N if plain else max(1, min(N, _TEAM_CHUNK_BYTES // (CRS * PQ * x.itemsize)))
     for lo in range(0, N, nb):
