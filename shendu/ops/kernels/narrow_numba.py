@@ -83,34 +83,20 @@ if AVAILABLE:
                 s00 = s01 = s02 = s03 = s10 = s11 = s12 = s13 = zero
                 s20 = s21 = s22 = s23 = s30 = s31 = s32 = s33 = zero
                 s40 = s41 = s42 = s43 = s50 = s51 = s52 = s53 = zero
-                for r in range(R):
+                for r in range(R):  # 24 sums in registers: 6 filter values times 4 patch values a step
                     y0, y1, y2, y3 = b0[r], b1[r], b2[r], b3[r]
-                    x0, x1, x2 = w0[r], w1[r], w2[r]
-                    s00 += x0 * y0
-                    s01 += x0 * y1
-                    s02 += x0 * y2
-                    s03 += x0 * y3
-                    s10 += x1 * y0
-                    s11 += x1 * y1
-                    s12 += x1 * y2
-                    s13 += x1 * y3
-                    s20 += x2 * y0
-                    s21 += x2 * y1
-                    s22 += x2 * y2
-                    s23 += x2 * y3
-                    x3, x4, x5 = w3[r], w4[r], w5[r]
-                    s30 += x3 * y0
-                    s31 += x3 * y1
-                    s32 += x3 * y2
-                    s33 += x3 * y3
-                    s40 += x4 * y0
-                    s41 += x4 * y1
-                    s42 += x4 * y2
-                    s43 += x4 * y3
-                    s50 += x5 * y0
-                    s51 += x5 * y1
-                    s52 += x5 * y2
-                    s53 += x5 * y3
+                    x = w0[r]
+                    s00, s01, s02, s03 = s00 + x * y0, s01 + x * y1, s02 + x * y2, s03 + x * y3
+                    x = w1[r]
+                    s10, s11, s12, s13 = s10 + x * y0, s11 + x * y1, s12 + x * y2, s13 + x * y3
+                    x = w2[r]
+                    s20, s21, s22, s23 = s20 + x * y0, s21 + x * y1, s22 + x * y2, s23 + x * y3
+                    x = w3[r]
+                    s30, s31, s32, s33 = s30 + x * y0, s31 + x * y1, s32 + x * y2, s33 + x * y3
+                    x = w4[r]
+                    s40, s41, s42, s43 = s40 + x * y0, s41 + x * y1, s42 + x * y2, s43 + x * y3
+                    x = w5[r]
+                    s50, s51, s52, s53 = s50 + x * y0, s51 + x * y1, s52 + x * y2, s53 + x * y3
                 sums = ((s00, s01, s02, s03), (s10, s11, s12, s13), (s20, s21, s22, s23),
                         (s30, s31, s32, s33), (s40, s41, s42, s43), (s50, s51, s52, s53))
                 for i in range(_ROWS):
