@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as TF
 
 import shendu
-from shendu.ops.kernels import im2col, parallel, team, winograd
+from shendu.ops.kernels import col2im_numba, im2col, parallel, team, winograd
 
 RNG = np.random.default_rng(0)
 
@@ -92,9 +92,9 @@ def test_batch1_convolutions_on_the_team_match_torch(two_threads, monkeypatch, a
 
 
 @pytest.mark.parametrize("alg,w_shape,kw,hw", [
-    ("im2col", (6, 4, 3, 3), dict(padding=1), (11, 9)),              # small maps: one GEMM, transposed
+    ("im2col", (6, 4, 3, 3), dict(padding=1), (11, 9)),              # small maps: one GEMM a chunk, copied
     ("im2col", (6, 4, 3, 3), dict(padding=1, stride=2), (11, 9)),
-    ("im2col", (6, 4, 3, 3), dict(padding=1), (26, 24)),             # >= _MIN_COLUMNS: a GEMM per image
+    ("im2col", (6, 4, 3, 3), dict(padding=1), (26, 24)),             # >= 256 pixels: a GEMM per image
     ("im2col", (6, 4, 1, 1), {}, (11, 9)),                           # the input is the column matrix
     ("im2col", (5, 4, 3, 2), dict(padding=(2, 0), dilation=2), (11, 9)),
     ("winograd", (6, 4, 3, 3), dict(padding=1), (11, 9)),
@@ -105,12 +105,13 @@ def test_inference_batches_on_the_team_match_torch(two_threads, monkeypatch, alg
     """Without autograd a batch runs on the team too; with it (a training forward) on the pool, and
     both equal torch. Chunks of 2 images (5 in the batch: a short last chunk)."""
     monkeypatch.setattr(team, "MIN_WORK", 0)
-    monkeypatch.setattr(im2col, "_TEAM_CHUNK_BYTES", 1)
     monkeypatch.setattr(winograd, "_chunk", lambda N, *a: 2)
     x = RNG.standard_normal((5, 4) + hw).astype(dtype)
     w = RNG.standard_normal(w_shape).astype(dtype)
     b = RNG.standard_normal(w_shape[0]).astype(dtype)
     want = TF.conv2d(torch.tensor(x), torch.tensor(w), torch.tensor(b), **kw).numpy()
+    columns_per_image = w[0].size * want[0, 0].size * x.itemsize
+    monkeypatch.setattr(col2im_numba, "_TEAM_CHUNK_BYTES", 2 * columns_per_image)  # im2col's chunks: 2 images
     regions = []
     monkeypatch.setattr(parallel, "note_team_region", lambda: regions.append(1))
     with shendu.no_grad():

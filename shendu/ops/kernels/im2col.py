@@ -256,46 +256,34 @@ def conv2d(x, w, stride=(1, 1), pads=(0, 0, 0, 0), dilation=(1, 1), groups=1, bi
     return y.reshape(N, K, P, Q)
 
 
-# Bytes of column matrix per chunk on the team: the whole batch at once would be hundreds of MB for a
-# 224x224 stem (147 rows x 12,544 columns per image).
-_TEAM_CHUNK_BYTES = 16 << 20
-
-
 def _conv2d_team(x, wmat, y, plain, out_hw, rows, cols, stride) -> None:
-    """``y (N, K, P*Q) = wmat (K, C*kh*kw) @ columns`` on numba's OpenMP team (one group, C-contiguous x):
-    per chunk of images the team fills the columns (:func:`shendu.ops.kernels.col2im_numba.fill_cols`,
-    the padding as zeros in the same pass; a 1x1 stride-1 unpadded convolution reads x itself), then
-    shares the GEMMs: per image into ``y`` for maps of at least ``_MIN_COLUMNS`` pixels, else one GEMM
-    over the chunk's columns whose ``(K, n, P*Q)`` result is transposed into ``y``. A single image's
-    small map (:data:`shendu.ops.kernels.narrow_numba.MAX_PIXELS`) that needs columns takes
-    :func:`shendu.ops.kernels.narrow_numba.conv2d_image` instead."""
+    """``y (N, K, P*Q) = wmat (K, C*kh*kw) @ columns`` on numba's OpenMP team (one group, C-contiguous x).
+    A 1x1 stride-1 unpadded convolution reads x itself as the columns: the threads share its GEMMs. A batch
+    runs :func:`shendu.ops.kernels.col2im_numba.conv_team` (each thread fills and multiplies whole chunks
+    of images). A single image's small map (:data:`shendu.ops.kernels.narrow_numba.MAX_PIXELS`) takes
+    :func:`shendu.ops.kernels.narrow_numba.conv2d_image`; a larger one is filled by the team
+    (:func:`shendu.ops.kernels.col2im_numba.fill_cols`, the padding as zeros in the same pass), whose threads
+    then share its GEMM."""
     N, C = x.shape[:2]
     K, CRS = wmat.shape
     P, Q = out_hw
     PQ = P * Q
-    kh, kw = len(rows), len(cols)
-    if N == 1 and not plain and PQ <= _narrow.MAX_PIXELS and _narrow.conv2d_image(
-            x[0], wmat, y[0], rows, cols, stride, Q):  # a small map: dot products, no BLAS (see narrow_numba)
+    if plain:
+        if N == 1:
+            _team.gemm(wmat, x[0].reshape(C, PQ), y[0])
+        else:
+            _team.gemm_batched(np.broadcast_to(wmat, (N, K, CRS)), x.reshape(N, C, PQ), y)
         return
-    threads = num_threads()
-    nb = N if plain else max(1, min(N, _TEAM_CHUNK_BYTES // (CRS * PQ * x.itemsize)))
-    for lo in range(0, N, nb):
-        n = min(nb, N - lo)
-        if plain:
-            columns = x[lo:lo + n].reshape(n, C, PQ).transpose(1, 0, 2)  # (CRS, n, PQ)
-        else:
-            buf = workspace("im2col.cols", CRS * n * PQ, x.dtype).reshape(C, kh, kw, n, P, Q)
-            if not _col2im_numba.fill_cols(x[lo:lo + n], buf, rows, cols, stride, threads):
-                raise RuntimeError("im2col: the team's column fill refused its arrays (conv2d checks them first)")
-            columns = buf.reshape(CRS, n, PQ)
-        if n == 1:
-            _team.gemm(wmat, columns[:, 0], y[lo])
-        elif PQ >= _MIN_COLUMNS or plain:
-            _team.gemm_batched(np.broadcast_to(wmat, (n, K, CRS)), columns.transpose(1, 0, 2), y[lo:lo + n])
-        else:
-            out = workspace("im2col.out", K * n * PQ, x.dtype).reshape(K, n * PQ)
-            _team.gemm(wmat, columns.reshape(CRS, n * PQ), out)
-            y[lo:lo + n] = out.reshape(K, n, PQ).transpose(1, 0, 2)
+    if N > 1:
+        if not _col2im_numba.conv_team(x, wmat, y, rows, cols, stride, out_hw):
+            raise RuntimeError("im2col: the team's convolution refused its arrays (conv2d checks them first)")
+        return
+    if PQ <= _narrow.MAX_PIXELS and _narrow.conv2d_image(x[0], wmat, y[0], rows, cols, stride, Q):
+        return  # a small map: dot products, no BLAS (see narrow_numba)
+    buf = workspace("im2col.cols", CRS * PQ, x.dtype).reshape(C, len(rows), len(cols), 1, P, Q)
+    if not _col2im_numba.fill_cols(x, buf, rows, cols, stride, num_threads()):
+        raise RuntimeError("im2col: the team's column fill refused its arrays (conv2d checks them first)")
+    _team.gemm(wmat, buf.reshape(CRS, PQ), y[0])
 
 
 _MIN_SPLIT_COLUMNS = 64  # a batch-1 GEMM splits by columns when each thread gets this many
