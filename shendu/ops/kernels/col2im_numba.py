@@ -22,6 +22,7 @@ import functools
 
 import numpy as np
 
+from shendu.ops.kernels import parallel
 from shendu.ops.kernels import team as _team
 from shendu.ops.kernels.workspace import workspace
 
@@ -174,7 +175,7 @@ def conv_team(x, wmat, y, rows, cols, stride, out_hw) -> bool:
     two threads: ResNet's 7x7 stem at 224x224 96 -> 82 ms, 64 -> 128 channels stride 2 at 56x56 35.7 ->
     22.7 ms, torch 39 and 22; a throwaway script). False (nothing done) when the kernel cannot take these
     arrays: numba missing, fewer than two threads, another dtype, mixed dtypes, or not C-contiguous."""
-    threads = _team.parallel.num_threads()
+    threads = parallel.num_threads()
     if not (AVAILABLE and threads > 1 and x.dtype in (np.float32, np.float64) and wmat.dtype == x.dtype
             and y.dtype == x.dtype and x.flags.c_contiguous and wmat.flags.c_contiguous and y.flags.c_contiguous):
         return False
@@ -184,9 +185,9 @@ def conv_team(x, wmat, y, rows, cols, stride, out_hw) -> bool:
     nb = max(1, min(N, _TEAM_CHUNK_BYTES // max(1, CRS * P * Q * x.itemsize)))
     bufs = workspace("im2col.team.cols", threads * CRS * nb * P * Q, x.dtype).reshape(threads, -1)
     outs = workspace("im2col.team.out", threads * K * nb * P * Q, x.dtype).reshape(threads, -1)
-    with _team.parallel.single_threaded_blas():  # BLAS runs inside the team's threads: one thread each
+    with parallel.single_threaded_blas():  # BLAS runs inside the team's threads: one thread each
         _conv_chunks(x, wmat, y.reshape(N, K, P * Q), _ranges(tuple(rows)), _ranges(tuple(cols)), int(stride[0]),
                      int(stride[1]), P, Q, nb, bufs, outs, np.empty((threads, 6), np.int32), _team.consts_address(),
                      threads)
-    _team.parallel.note_team_region()
+    parallel.note_team_region()
     return True

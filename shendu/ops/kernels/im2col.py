@@ -16,7 +16,9 @@ Speed decisions:
   channel-major, one wide GEMM per chunk (many narrow per-image GEMMs would run at half speed) and a
   transposed copy of ``y``/``gy``.
 - A single image (batch-1 inference) splits its GEMM over the threads by output pixels, or by output
-  channels for maps too small to give each thread 64 pixels.
+  channels for maps too small to give each thread 64 pixels; on numba's team a map of at most 64 pixels
+  is computed as dot products instead (:mod:`shendu.ops.kernels.narrow_numba`), and an inference batch
+  gives each thread whole chunks of images to fill and multiply (:func:`shendu.ops.kernels.col2im_numba.conv_team`).
 - Backward recomputes the columns chunk by chunk instead of saving them (memory stays ~1 chunk),
   and col2im adds the ``kh*kw`` shifted blocks back with strided ``+=`` (adding overlaps, never
   assigning: assigning is the classic col2im bug).
