@@ -25,7 +25,7 @@ BURST_SECONDS = 0.25  # ... and at least this long (measured: after the pause th
 
 
 def interleaved_best(fns: dict, rounds: int, settle: float = SETTLE, burst: int = BURST,
-                     warmup: bool = True, burst_seconds: float = BURST_SECONDS) -> dict:
+                     warmup: bool = True, burst_seconds: float = BURST_SECONDS, min_seconds: float = 0.0) -> dict:
     """Best wall time (seconds) of each callable in ``fns`` ({label: fn}), measured in interleaved rounds.
 
     In every round each candidate gets a pause of ``settle`` seconds, then back-to-back timed calls, at
@@ -33,13 +33,18 @@ def interleaved_best(fns: dict, rounds: int, settle: float = SETTLE, burst: int 
     which spin-wait after a parallel region and would otherwise take the cores from whatever runs next;
     the burst measures each library in its steady state, as in a training loop (the calls of the first
     ~60 ms after a pause are slower for both: idle cores, caches and freed pages have to come back).
-    Interleaving the rounds makes a busy machine penalise every candidate alike.
+    Interleaving the rounds makes a busy machine penalise every candidate alike. More rounds follow, each
+    still giving every candidate its turn, until ``min_seconds`` have passed since the first: a VM's slow
+    stretches last seconds, and a case whose few rounds all fall in one measures the stretch, not the code.
     """
     if warmup:
         for fn in fns.values():  # numba compilation, allocator, thread start-up
             fn()
     best = {k: float("inf") for k in fns}
-    for _ in range(rounds):
+    start_rounds = time.perf_counter()
+    done = 0
+    while done < rounds or time.perf_counter() - start_rounds < min_seconds:
+        done += 1
         for k, fn in fns.items():
             time.sleep(settle)
             start = time.perf_counter()

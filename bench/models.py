@@ -11,7 +11,9 @@ the bench checks that outputs (and the first training loss) agree before timing.
   momentum 0.9).
 
 Timing as bench/conv.py: torch and shendu alternate in rounds, each keeps its best wall time, with a 0.3 s
-pause and then back-to-back calls (at least 3 and 0.25 s) per round (``bench._util.interleaved_best``). torch keeps its
+pause and then back-to-back calls (at least 3 and 0.25 s) per round (``bench._util.interleaved_best``), and
+rounds go on until a case has had ``--min-seconds`` (default 10): this VM has slow stretches of 5-30 s, and the
+three rounds of a fast case (about 3 s) could all fall in one (README, "Measured results"). torch keeps its
 default thread count; shendu uses its chunk threads. ratio = shendu / torch; goal <= 1.25 for inference,
 <= 1.5 for the training step. Both run in one process, so both get the allocator setting of
 :mod:`shendu.memory` (freed memory kept for reuse; ``SHENDU_KEEP_FREED_MEMORY=0`` leaves glibc's default).
@@ -20,7 +22,7 @@ default thread count; shendu uses its chunk threads. ratio = shendu / torch; goa
 ``Function.apply``; convs split by kernel size and the algorithm chosen), and torch by aten op, to show where
 the gap is.
 
-Run: python bench/models.py [--quick] [--rounds 3] [--models resnet18,resnet50,...] [--threads N]
+Run: python bench/models.py [--quick] [--rounds 3] [--min-seconds 10] [--models resnet18,resnet50,...] [--threads N]
      [--profile [MODEL] [--profile-batch N]]
 """
 
@@ -222,7 +224,7 @@ def check_same(name, s_model, t_model):
     return err
 
 
-def bench_model(name, rounds, cases):
+def bench_model(name, rounds, cases, min_seconds=0.0):
     s_model, t_model = make_pair(name)
     err = check_same(name, s_model, t_model)
     rows = []
@@ -240,7 +242,7 @@ def bench_model(name, rounds, cases):
             note = f"loss {loss_s:.4f} vs {loss_t:.4f}"
             if any(type(m).__name__ == "Dropout" for m in s_model.modules()):
                 note += " (dropout masks differ)"
-        best = interleaved_best(fns, rounds, warmup=kind == "infer")
+        best = interleaved_best(fns, rounds, warmup=kind == "infer", min_seconds=min_seconds)
         ratio = best["shendu"] / best["torch"]
         goal = GOALS[kind]
         shape = "x".join(map(str, MODELS[name][0]))
@@ -318,6 +320,8 @@ def run_profile(name, n):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--min-seconds", type=float, default=10.0,
+                    help="more rounds until each case has run this long (0: just --rounds)")
     ap.add_argument("--quick", action="store_true", help="one timed round after the warm-up")
     ap.add_argument("--models", default=",".join(MODELS))
     ap.add_argument("--cases", default="infer@1,infer@32,train@32")
@@ -333,14 +337,15 @@ def main():
     if args.profile:
         return run_profile(args.profile, args.profile_batch)
     rounds = 1 if args.quick else args.rounds
+    min_seconds = 0.0 if args.quick else args.min_seconds
     print(f"torch {torch.__version__} ({torch.get_num_threads()} threads), shendu {shendu.__version__} "
           f"({parallel.num_threads()} kernel threads), "
           f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}, freed memory kept for both libraries "
-          f"(shendu.memory): {os.environ.get('SHENDU_KEEP_FREED_MEMORY', '1') == '1'}; best of {rounds} interleaved "
-          f"round(s) after a warm-up; times in ms\n", flush=True)
+          f"(shendu.memory): {os.environ.get('SHENDU_KEEP_FREED_MEMORY', '1') == '1'}; best of {rounds} or more "
+          f"interleaved round(s), at least {min_seconds:g} s a case, after a warm-up; times in ms\n", flush=True)
     rows = []
     for name in args.models.split(","):
-        rows += bench_model(name, rounds, args.cases.split(","))
+        rows += bench_model(name, rounds, args.cases.split(","), min_seconds)
     print()
     print_table(rows, ["model", "input", "case", "torch ms", "shendu ms", "ratio", "goal", "met", "check"])
     print("\nratio = shendu / torch (lower is better)")
